@@ -1,0 +1,20 @@
+"""Domain model, one module per concern; import from here."""
+
+from moderation.models.audit import Actor, AppendOnlyError, AuditEvent
+from moderation.models.callback import CallbackReceipt, ReceiptOutcome
+from moderation.models.partner import ApiKey, Partner
+from moderation.models.project import Delivery, EndpointType, Project, ReviewMode
+from moderation.models.result import Result, ResultSource
+from moderation.models.submission import (
+    ContentSource,
+    Decision,
+    DecisionSource,
+    Status,
+    Submission,
+)
+
+__all__ = [
+    "Actor", "ApiKey", "AppendOnlyError", "AuditEvent", "CallbackReceipt", "ContentSource",
+    "Decision", "DecisionSource", "Delivery", "EndpointType", "Partner", "Project",
+    "ReceiptOutcome", "Result", "ResultSource", "ReviewMode", "Status", "Submission",
+]

@@ -1,0 +1,35 @@
+"""The one way to write the audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moderation.models import Actor, AuditEvent
+
+
+def record(
+    action: str,
+    *,
+    actor: str = Actor.SYSTEM,
+    submission=None,
+    submission_id=None,
+    project=None,
+    project_id=None,
+    user=None,
+    partner=None,
+    **data: Any,
+) -> AuditEvent:
+    if submission is not None:
+        submission_id = submission.pk
+        project_id = project_id or submission.project_id
+    if project is not None:
+        project_id = project.pk
+    return AuditEvent.objects.create(
+        action=action,
+        actor=actor,
+        submission_id=submission_id,
+        project_id=project_id,
+        user=user if user is not None and user.is_authenticated else None,
+        partner=partner,
+        data=data,
+    )
