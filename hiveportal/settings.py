@@ -52,6 +52,8 @@ HIVE_API_URL = env_url(
 # Seconds. Sync video can take minutes before Hive answers.
 HIVE_CONNECT_TIMEOUT = env_float("HIVE_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 HIVE_READ_TIMEOUT = env_float("HIVE_READ_TIMEOUT", 300.0, minimum=0.1)
+# Transient failures of one submission before it is failed for good.
+HIVE_MAX_ATTEMPTS = env_int("HIVE_MAX_ATTEMPTS", 12, minimum=1)
 
 MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 1024, minimum=1)
 API_THROTTLE_RATE = env_rate("API_THROTTLE_RATE", "6000/min")

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from moderation.models import Project
+from moderation.models import Project, Result, Submission
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -18,3 +19,44 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     def get_accepted_media(self, project: Project) -> list[str]:
         return list(project.rule.media)
+
+
+class ResultSerializer(serializers.ModelSerializer):
+    scores = serializers.DictField(child=serializers.FloatField())
+    review = serializers.JSONField(allow_null=True)
+
+    class Meta:
+        model = Result
+        fields = ["source", "received_at", "scores", "top_class", "top_score", "model_version", "review"]
+
+
+class SubmissionSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    scores = serializers.DictField(child=serializers.FloatField(), allow_null=True)
+    metadata = serializers.DictField()
+    results = ResultSerializer(many=True, read_only=True)
+    error = serializers.SerializerMethodField()
+    decision = serializers.CharField(allow_null=True)
+
+    class Meta:
+        model = Submission
+        fields = [
+            "id", "project", "external_id", "metadata", "source", "media_kind", "size_bytes", "sha256",
+            "status", "decision", "decision_reason", "scores", "top_class", "top_score", "results",
+            "hive_task_id", "attempts", "error", "created_at", "completed_at", "decided_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_error(self, submission: Submission) -> str | None:
+        return submission.error or None
+
+
+class SubmissionCreateSerializer(serializers.Serializer):
+    """Documents the request body; validation is in services/intake.py."""
+
+    media = serializers.FileField(required=False, help_text="The file (multipart only).")
+    url = serializers.URLField(required=False, help_text="An http(s) URL Hive downloads.")
+    text_data = serializers.CharField(required=False, help_text="Text to moderate (text projects).")
+    metadata = serializers.JSONField(required=False, help_text="A JSON object (a JSON string in multipart).")
+    external_id = serializers.CharField(required=False, max_length=255, help_text="Your own reference.")

@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
-from rest_framework import generics
+import json
 
-from moderation.api.serializers import ProjectSerializer
-from moderation.models import Project
+from django.core.files.uploadhandler import FileUploadHandler
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from moderation.api.exceptions import Conflict, PayloadTooLarge
+from moderation.api.filters import SubmissionFilter
+from moderation.api.serializers import ProjectSerializer, SubmissionCreateSerializer, SubmissionSerializer
+from moderation.models import Project, Result, Submission
+from moderation.services import idempotency, intake
+
+MAX_IDEMPOTENCY_KEY = 255
 
 
 def partner_projects(partner):
     return Project.objects.filter(partners=partner, is_active=True)
+
+
+def partner_submissions(partner):
+    results = Prefetch("results", queryset=Result.objects.order_by("received_at", "id"))
+    return Submission.objects.filter(partner=partner).select_related("project").prefetch_related(results)
 
 
 class ProjectList(generics.ListAPIView):
@@ -18,3 +39,105 @@ class ProjectList(generics.ListAPIView):
 
     def get_queryset(self):
         return partner_projects(self.request.user).order_by("slug")
+
+
+class SizeLimitHandler(FileUploadHandler):
+    """Stops an upload as soon as it passes MAX_UPLOAD_MB, even without a
+    Content-Length (chunked), before it fills the disk."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+        self.seen = 0
+
+    def receive_data_chunk(self, raw_data, start):
+        self.seen += len(raw_data)
+        if self.seen > self.limit:
+            raise PayloadTooLarge({"media": [f"The file is larger than the {self.limit // 2**20} MB limit."]})
+        return raw_data
+
+    def file_complete(self, file_size):
+        return None
+
+
+class SubmissionCreate(APIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication and throttling first
+        limit = intake.max_upload_bytes()
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit + 64 * 1024:  # room for the multipart envelope
+            raise PayloadTooLarge({"body": [f"The request is larger than the {limit // 2**20} MB limit."]})
+        request.upload_handlers.insert(0, SizeLimitHandler(limit))
+
+    @extend_schema(
+        request={"multipart/form-data": SubmissionCreateSerializer, "application/json": SubmissionCreateSerializer},
+        responses={202: SubmissionSerializer, 400: OpenApiResponse(description="Invalid field (named in the body)"),
+                   404: OpenApiResponse(description="No such project for this partner"),
+                   409: OpenApiResponse(description="Idempotency-Key conflict"),
+                   413: OpenApiResponse(description="Too large"),
+                   415: OpenApiResponse(description="Media kind not accepted by the project")},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+    )
+    def post(self, request, slug: str):
+        partner = request.user
+        project = get_object_or_404(partner_projects(partner), slug=slug)
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
+            return Response({"Idempotency-Key": [f"1 to {MAX_IDEMPOTENCY_KEY} characters."]}, status=400)
+        try:
+            content = intake.parse_input(request.data, request.FILES, project)
+            if key:
+                digest = idempotency.fingerprint(
+                    project=project.slug, sha256=intake.digest(content), field=content.content_field,
+                    metadata=content.metadata, external_id=content.external_id,
+                )
+                replay = idempotency.begin(partner, key, digest)
+                if replay is not None:
+                    return Response(replay.body, status=replay.status)
+            try:
+                submission = intake.create_submission(partner, project, content, idempotency_key=key or None)
+            except BaseException:
+                if key:
+                    idempotency.abandon(partner, key)
+                raise
+        except intake.IntakeError as error:
+            return Response({error.field: [error.message]}, status=error.status)
+        except idempotency.KeyConflict as conflict:
+            exc = Conflict({"Idempotency-Key": [str(conflict)]})
+            response = self.handle_exception(exc)
+            if conflict.in_flight:
+                response["Retry-After"] = "1"
+            return response
+        body = json.loads(JSONRenderer().render(SubmissionSerializer(submission).data))
+        if key:
+            idempotency.complete(partner, key, status.HTTP_202_ACCEPTED, body)
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class SubmissionCursor(CursorPagination):
+    ordering = "-created_at"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class SubmissionList(generics.ListAPIView):
+    serializer_class = SubmissionSerializer
+    pagination_class = SubmissionCursor
+    filterset_class = SubmissionFilter
+
+    def get_queryset(self):
+        return partner_submissions(self.request.user)
+
+
+class SubmissionDetail(generics.RetrieveAPIView):
+    serializer_class = SubmissionSerializer
+    lookup_field = "pk"
+
+    def get_queryset(self):
+        return partner_submissions(self.request.user)

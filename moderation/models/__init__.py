@@ -2,8 +2,9 @@
 
 from moderation.models.audit import Actor, AppendOnlyError, AuditEvent
 from moderation.models.callback import CallbackReceipt, ReceiptOutcome
+from moderation.models.idempotency import IdempotencyRecord
 from moderation.models.partner import ApiKey, Partner
-from moderation.models.project import Delivery, EndpointType, Project, ReviewMode
+from moderation.models.project import Delivery, EndpointType, Project, ReviewMode, UrlMirror
 from moderation.models.result import Result, ResultSource
 from moderation.models.submission import (
     ContentSource,
@@ -15,6 +16,6 @@ from moderation.models.submission import (
 
 __all__ = [
     "Actor", "ApiKey", "AppendOnlyError", "AuditEvent", "CallbackReceipt", "ContentSource",
-    "Decision", "DecisionSource", "Delivery", "EndpointType", "Partner", "Project",
-    "ReceiptOutcome", "Result", "ResultSource", "ReviewMode", "Status", "Submission",
+    "Decision", "DecisionSource", "Delivery", "EndpointType", "IdempotencyRecord", "Partner", "Project",
+    "ReceiptOutcome", "Result", "ResultSource", "ReviewMode", "Status", "Submission", "UrlMirror",
 ]

@@ -25,6 +25,12 @@ class ReviewMode(models.TextChoices):
     MODEL_MANUAL_REVIEW = "model_manual_review", "Model + manual review"
 
 
+class UrlMirror(models.TextChoices):
+    NEVER = "never", "Never: Hive downloads the URL"
+    FALLBACK = "fallback", "After Hive's download errors"
+    ALWAYS = "always", "Always: fetch first, send the bytes"
+
+
 class Delivery(models.TextChoices):
     SYNC = "sync", "Sync"
     ASYNC = "async", "Async"
@@ -69,9 +75,11 @@ class Project(models.Model):
     callback_deadline_minutes = models.PositiveIntegerField(
         default=30, help_text="An async submission without a callback after this long is flagged."
     )
-    mirror_url_media = models.BooleanField(
-        default=False,
-        help_text="Fetch URL submissions into storage and send the bytes to Hive.",
+    url_mirror = models.CharField(
+        max_length=8,
+        choices=UrlMirror.choices,
+        default=UrlMirror.FALLBACK,
+        help_text="When to fetch URL submissions into storage and send Hive the bytes.",
     )
     text_limit = models.PositiveIntegerField(default=DEFAULT_TEXT_LIMIT)
     inflight_limit = models.PositiveIntegerField(

@@ -5,6 +5,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from moderation.hive.rules import MEDIA_KINDS
 
@@ -41,9 +42,7 @@ def media_upload_path(instance: "Submission", filename: str) -> str:
     """Storage path from our own id, never the client's file name."""
     extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
     extension = "".join(c for c in extension if c.isalnum())[:8] or "bin"
-    created = instance.created_at
-    day = created.strftime("%Y/%m/%d") if created else "undated"
-    return f"submissions/{day}/{instance.id}.{extension}"
+    return f"submissions/{timezone.now():%Y/%m/%d}/{instance.id}.{extension}"
 
 
 class Submission(models.Model):

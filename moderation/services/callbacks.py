@@ -1,0 +1,137 @@
+"""Hive's async callbacks: authenticate, store the receipt first, process later.
+
+Hive does not sign callbacks, so each submission gets an unguessable URL: the
+token is an HMAC of the submission id under the server secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
+from django_q.tasks import async_task
+
+from moderation.hive.errors import HiveError
+from moderation.models import Actor, CallbackReceipt, ReceiptOutcome, ResultSource, Submission
+from moderation.services import audit
+from moderation.services.results import Recorded, normalise_for, record_result
+
+logger = logging.getLogger("moderation.pipeline")
+
+_SALT = "hiveportal.hive-callback"
+# Headers worth keeping with a receipt (never cookies or auth).
+_KEPT_HEADERS = ("CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_USER_AGENT", "HTTP_X_FORWARDED_FOR")
+
+
+def token_for(submission_id) -> str:
+    return salted_hmac(_SALT, str(submission_id), algorithm="sha256").hexdigest()
+
+
+def callback_url(submission_id) -> str:
+    path = reverse("hive-callback", args=[str(submission_id), token_for(submission_id)])
+    return f"{settings.PORTAL_BASE_URL}{path}"
+
+
+class Refused(Exception):
+    """Not authentic: answered 403, nothing changed but the receipt log."""
+
+
+def receive(submission_ref: str, token: str, body: bytes, meta: dict) -> CallbackReceipt:
+    """Store the receipt, check it, enqueue processing. Raises Refused."""
+    text = body.decode("utf-8", errors="replace")
+    receipt = CallbackReceipt(
+        submission_ref=submission_ref[:64],
+        body=text,
+        headers={k: str(meta[k])[:500] for k in _KEPT_HEADERS if k in meta},
+        remote_addr=meta.get("REMOTE_ADDR") or None,
+    )
+    body_json = _parsed(text)
+    submission, problem = _authenticate(submission_ref, token, body_json)
+    receipt.submission = submission
+    receipt.authentic = problem is None
+    if problem:
+        receipt.outcome = ReceiptOutcome.REJECTED
+        receipt.outcome_detail = problem
+        receipt.processed_at = timezone.now()
+        receipt.save()
+        logger.warning("callback refused", extra={"submission_ref": submission_ref[:64], "reason": problem})
+        raise Refused(problem)
+    receipt.hive_task_id = str(body_json.get("id", ""))[:100]
+    with transaction.atomic():
+        receipt.save()
+        transaction.on_commit(lambda: async_task("moderation.tasks.process_callback", receipt.pk))
+    return receipt
+
+
+def _authenticate(submission_ref: str, token: str, body: dict) -> tuple[Submission | None, str | None]:
+    if not constant_time_compare(token, token_for(submission_ref)):
+        return None, "bad token"
+    try:
+        submission = Submission.objects.get(pk=uuid.UUID(submission_ref))
+    except (ValueError, Submission.DoesNotExist):
+        return None, "no such submission"
+    if not body:
+        return submission, "body is not a JSON result object"
+    metadata = body.get("metadata")
+    if metadata not in (None, "") and str(metadata) != str(submission.pk):
+        return submission, f"metadata {str(metadata)[:64]!r} does not name this submission"
+    return submission, None
+
+
+def _parsed(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def process(receipt_id: int) -> None:
+    """Turn a stored, authentic receipt into a result; idempotent."""
+    claimed = CallbackReceipt.objects.filter(pk=receipt_id, outcome=ReceiptOutcome.PENDING).update(
+        processed_at=timezone.now()
+    )
+    receipt = CallbackReceipt.objects.select_related("submission__project").get(pk=receipt_id)
+    if not claimed or receipt.outcome != ReceiptOutcome.PENDING or receipt.submission is None:
+        return
+    submission = receipt.submission
+    result = _parsed(receipt.body)
+    try:
+        normalised = normalise_for(submission.project, result)
+    except HiveError as error:
+        _finish(receipt, ReceiptOutcome.ERROR, str(error))
+        _task_failed(submission, error)
+        return
+    outcome = record_result(submission.pk, raw=receipt.body, result=result, normalised=normalised,
+                            source=ResultSource.CALLBACK)
+    if outcome is Recorded.DUPLICATE:
+        CallbackReceipt.objects.filter(pk=receipt.pk).update(duplicate=True)
+        _finish(receipt, ReceiptOutcome.DUPLICATE, "a result with this content was already recorded")
+    else:
+        _finish(receipt, ReceiptOutcome.PROCESSED, outcome.value)
+
+
+def _finish(receipt: CallbackReceipt, outcome: str, detail: str) -> None:
+    CallbackReceipt.objects.filter(pk=receipt.pk).update(
+        outcome=outcome, outcome_detail=detail[:2000], processed_at=timezone.now()
+    )
+
+
+def _task_failed(submission: Submission, error: HiveError) -> None:
+    """A callback saying the task failed: retry what can be retried."""
+    from moderation.services import dispatch
+
+    audit.record("hive.task_failed", actor=Actor.HIVE, submission=submission, error=error.message[:500],
+                 codes=list(error.error_codes))
+    if submission.results.exists():
+        return  # a result already won; a failed duplicate task changes nothing
+    moved = Submission.objects.filter(pk=submission.pk, status="awaiting_callback").update(status="processing")
+    if moved:
+        submission.refresh_from_db()
+        dispatch.handle_error(submission, error)

@@ -1,0 +1,332 @@
+"""Dispatching submissions to Hive, from the queue only.
+
+How work flows (see docs/ARCHITECTURE.md "Dispatch"):
+- Each accepted submission enqueues `dispatch_submission(id)` on commit.
+- A task claims its row by conditional UPDATE, and only while the project has
+  a free in-flight slot (Hive rate-limits per project). A redelivered or
+  surplus task claims nothing and ends: a no-op.
+- The task that holds a slot keeps it busy: after each call it claims the
+  project's next due item ("pump"), so a batch keeps `limit` calls in flight
+  (throughput = limit ÷ latency) without a task per slot waiting in a loop.
+- Transient errors put the row back to `queued` with `next_attempt_at` (our
+  own exponential backoff with jitter; django-q2's redelivery is not one).
+  Service-level errors (429, 5xx, network) also open the project's circuit:
+  nobody calls Hive for that project until `hive_paused_until`, and then only
+  one probe call until one succeeds.
+- The scheduled sweep (services/sweep.py) takes back what a dead worker left
+  in `processing` and wakes projects whose backoff has passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from moderation.hive.client import Content, HiveClient
+from moderation.hive.errors import HiveError
+from moderation.models import Actor, ContentSource, Delivery, Project, ResultSource, Status, Submission, UrlMirror
+from moderation.services import audit, callbacks, notify
+from moderation.services.mirror import MirrorError, mirror_url
+from moderation.services.results import Recorded, normalise_for, record_result
+
+logger = logging.getLogger("moderation.pipeline")
+
+# A pump hands its slot on after this long so no task nears django-q2's timeout.
+PUMP_BUDGET_SECONDS = 60.0
+# A pump waits for work due this soon instead of ending and leaving it to the sweep.
+PUMP_MAX_WAIT_SECONDS = 5.0
+ITEM_BACKOFF_BASE = 2.0
+ITEM_BACKOFF_CAP = 600.0
+PROJECT_BACKOFF_BASE = 2.0
+# Short enough that the sweep notices a recovered Hive within about a minute.
+PROJECT_BACKOFF_CAP = 60.0
+# Download errors retried this many times before a mirror-enabled project
+# fetches the URL itself and sends the bytes.
+DOWNLOAD_RETRIES_BEFORE_MIRROR = 2
+
+
+def max_attempts() -> int:
+    return settings.HIVE_MAX_ATTEMPTS
+
+
+def lease_seconds() -> float:
+    return settings.HIVE_READ_TIMEOUT + settings.HIVE_CONNECT_TIMEOUT + 30
+
+
+def inflight_limit(project: Project) -> int:
+    return project.inflight_limit or settings.HIVE_DEFAULT_INFLIGHT_LIMIT
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Exponential with "equal jitter": half fixed, half random, so retries
+    from a batch spread out instead of arriving together."""
+    delay = min(cap, base * 2 ** max(0, attempt - 1))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+# --- Enqueueing ------------------------------------------------------------
+
+def enqueue(submission_id) -> None:
+    transaction.on_commit(lambda: async_task("moderation.tasks.dispatch_submission", str(submission_id)))
+
+
+def enqueue_pump(project_id: int) -> None:
+    async_task("moderation.tasks.pump_project", project_id)
+
+
+# --- Claiming --------------------------------------------------------------
+
+@dataclass
+class Claim:
+    submission: Submission | None
+    wait: float | None = None  # seconds until something may become claimable
+
+
+def claim(project_id: int, submission_id=None) -> Claim:
+    """Take one due queued item of the project (that one, if given) while a
+    slot is free. The project row lock serialises claims per project on
+    PostgreSQL; SQLite's IMMEDIATE transactions do the same."""
+    now = timezone.now()
+    with transaction.atomic():
+        project = Project.objects.select_for_update().get(pk=project_id)
+        if project.hive_paused_until and project.hive_paused_until > now:
+            return Claim(None, (project.hive_paused_until - now).total_seconds())
+        # Half-open circuit: after failures, one probe call at a time.
+        limit = 1 if project.hive_consecutive_failures else inflight_limit(project)
+        inflight = Submission.objects.filter(project_id=project_id, status=Status.PROCESSING,
+                                             lease_until__gt=now).count()
+        if inflight >= limit:
+            return Claim(None)
+        queued = Submission.objects.filter(project_id=project_id, status=Status.QUEUED)
+        due = queued.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        if submission_id is not None:
+            due = due.filter(pk=submission_id)
+        pk = due.order_by("created_at").values_list("pk", flat=True).first()
+        if pk is None:
+            upcoming = queued.filter(next_attempt_at__gt=now).order_by("next_attempt_at")
+            upcoming = upcoming.values_list("next_attempt_at", flat=True).first()
+            return Claim(None, (upcoming - now).total_seconds() if upcoming else None)
+        claimed = Submission.objects.filter(pk=pk, status=Status.QUEUED).update(
+            status=Status.PROCESSING,
+            lease_until=now + timedelta(seconds=lease_seconds()),
+            attempts=F("attempts") + 1,
+            next_attempt_at=None,
+            dispatched_at=now,
+        )
+        if not claimed:
+            return Claim(None)
+    return Claim(Submission.objects.select_related("project").get(pk=pk))
+
+
+# --- Task bodies -------------------------------------------------------------
+
+def dispatch_submission(submission_id) -> None:
+    project_id = Submission.objects.filter(pk=submission_id).values_list("project_id", flat=True).first()
+    if project_id is None:
+        return
+    first = claim(project_id, submission_id)
+    if first.submission is not None:
+        pump(project_id, first.submission)
+
+
+def pump(project_id: int, first: Submission | None = None) -> None:
+    """Keep one in-flight slot busy with the project's due items, oldest
+    first, for up to PUMP_BUDGET_SECONDS; then hand over to a fresh task."""
+    deadline = time.monotonic() + PUMP_BUDGET_SECONDS
+    submission = first
+    while True:
+        if submission is not None:
+            call_hive(submission)
+        if time.monotonic() > deadline:
+            if Submission.objects.filter(project_id=project_id, status=Status.QUEUED).exists():
+                enqueue_pump(project_id)
+            return
+        nxt = claim(project_id)
+        submission = nxt.submission
+        if submission is None:
+            if nxt.wait is None or nxt.wait > PUMP_MAX_WAIT_SECONDS:
+                return
+            time.sleep(max(0.05, nxt.wait))
+
+
+# --- One call ----------------------------------------------------------------
+
+def call_hive(submission: Submission) -> None:
+    """One attempt; never raises. Every way out leaves the row in a state the
+    sweep or a pump can pick up again."""
+    project = submission.project
+    log = {"submission_id": str(submission.pk), "project": project.slug}
+    try:
+        if submission.source == ContentSource.URL and project.url_mirror == UrlMirror.ALWAYS and not submission.media:
+            mirror_url(submission)
+        client = HiveClient(api_key=project.hive_api_key)
+        with _content(submission) as content:
+            if project.delivery == Delivery.SYNC:
+                answer = client.submit_sync(content, metadata=str(submission.pk))
+                _project_ok(project)
+                normalised = normalise_for(project, answer.result)
+                outcome = record_result(submission.pk, raw=answer.raw, result=answer.result,
+                                        normalised=normalised, source=ResultSource.SYNC)
+                if outcome is Recorded.DUPLICATE:
+                    _release(submission, Status.COMPLETED)
+            else:
+                ack = client.submit_async(content, metadata=str(submission.pk),
+                                          callback_url=callbacks.callback_url(submission.pk))
+                _project_ok(project)
+                _await_callback(submission, ack.task_id)
+    except HiveError as error:
+        handle_error(submission, error)
+    except MirrorError as error:
+        _mirror_failed(submission, error)
+    except Exception as error:  # noqa: BLE001 - a bug must not strand the row in `processing`
+        logger.exception("dispatch crashed", extra=log)
+        _retry_later(submission, HiveError(f"internal error while calling Hive: {error}", permanent=False))
+
+
+class _content:
+    """Context manager opening the submission's content for the client."""
+
+    def __init__(self, submission: Submission):
+        self.submission = submission
+        self.file = None
+
+    def __enter__(self) -> Content:
+        s = self.submission
+        if s.media:
+            self.file = s.media.open("rb")
+            return Content(media=self.file, media_name=s.media.name.rsplit("/", 1)[-1],
+                           media_content_type=s.media_mime or "application/octet-stream")
+        if s.source == ContentSource.URL:
+            return Content(url=s.url)
+        return Content(text_data=s.text_data)
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _await_callback(submission: Submission, task_id: str) -> None:
+    # Conditional: if the callback already completed the row, leave it be.
+    moved = Submission.objects.filter(pk=submission.pk, status=Status.PROCESSING).update(
+        status=Status.AWAITING_CALLBACK, hive_task_id=task_id[:100], lease_until=None, error="", error_code="",
+    )
+    if moved:
+        audit.record("hive.accepted", actor=Actor.HIVE, submission=submission, task_id=task_id,
+                     attempt=submission.attempts)
+
+
+def _release(submission: Submission, status: str) -> None:
+    Submission.objects.filter(pk=submission.pk, status=Status.PROCESSING).update(status=status, lease_until=None)
+
+
+def handle_error(submission: Submission, error: HiveError) -> None:
+    project = submission.project
+    if error.permanent:
+        fail(submission, _partner_message(error), code=_code(error))
+        return
+    if not error.error_codes:
+        # The service itself is unhappy (429, 5xx, network): slow the whole project down.
+        _project_failed(project, error.retry_after)
+    if (error.download_error and submission.source == ContentSource.URL and project.url_mirror != UrlMirror.NEVER
+            and not submission.media and submission.attempts >= DOWNLOAD_RETRIES_BEFORE_MIRROR):
+        try:
+            mirror_url(submission)
+        except MirrorError as mirror_error:
+            _mirror_failed(submission, mirror_error)
+            return
+        _retry_later(submission, error, delay=0)
+        return
+    if submission.attempts >= max_attempts():
+        fail(submission, f"Hive kept failing after {submission.attempts} attempts: {_partner_message(error)}",
+             code=_code(error))
+        return
+    _retry_later(submission, error)
+
+
+def _mirror_failed(submission: Submission, error: MirrorError) -> None:
+    message = f"Neither Hive nor the portal could fetch the URL: {error}"
+    if error.permanent or submission.attempts >= max_attempts():
+        fail(submission, message, code="url_fetch_failed")
+    else:
+        _retry_later(submission, HiveError(message, permanent=False))
+
+
+def _retry_later(submission: Submission, error: HiveError, delay: float | None = None) -> None:
+    if delay is None:
+        delay = backoff(submission.attempts, ITEM_BACKOFF_BASE, ITEM_BACKOFF_CAP)
+        if error.retry_after:
+            delay = max(delay, error.retry_after)
+    when = timezone.now() + timedelta(seconds=delay)
+    moved = Submission.objects.filter(pk=submission.pk, status=Status.PROCESSING).update(
+        status=Status.QUEUED, next_attempt_at=when, lease_until=None,
+        error=_partner_message(error)[:2000], error_code=_code(error),
+    )
+    if moved:
+        audit.record("hive.retry_scheduled", submission=submission, attempt=submission.attempts,
+                     error=error.message[:500], status_code=error.status_code, retry_in_seconds=round(delay, 1))
+        logger.info("hive call failed, retrying", extra={
+            "submission_id": str(submission.pk), "project": submission.project.slug,
+            "status_code": error.status_code, "retry_in": round(delay, 1)})
+
+
+def fail(submission: Submission, message: str, *, code: str = "") -> None:
+    now = timezone.now()
+    moved = Submission.objects.filter(pk=submission.pk).exclude(status=Status.COMPLETED).update(
+        status=Status.FAILED, error=message[:2000], error_code=code[:40], lease_until=None,
+        next_attempt_at=None, completed_at=now,
+    )
+    if moved:
+        audit.record("submission.failed", submission=submission, error=message[:500], code=code)
+        logger.warning("submission failed", extra={"submission_id": str(submission.pk),
+                                                   "project": submission.project.slug, "error": message[:200]})
+        notify.submission_changed(submission.pk, notify.FAILED)
+
+
+def _project_failed(project: Project, retry_after: float | None) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Project.objects.select_for_update().get(pk=project.pk)
+        if locked.hive_paused_until and locked.hive_paused_until > now:
+            return  # calls that were already in flight when the circuit opened
+        failures = locked.hive_consecutive_failures + 1
+        delay = backoff(failures, PROJECT_BACKOFF_BASE, PROJECT_BACKOFF_CAP)
+        if retry_after:
+            delay = max(delay, retry_after)
+        Project.objects.filter(pk=project.pk).update(
+            hive_consecutive_failures=failures, hive_paused_until=now + timedelta(seconds=delay)
+        )
+    audit.record("hive.paused", project=project, failures=failures, seconds=round(delay, 1))
+
+
+def _project_ok(project: Project) -> None:
+    # Cheap in the common case: only writes when the circuit was open.
+    Project.objects.filter(pk=project.pk).filter(
+        Q(hive_consecutive_failures__gt=0) | Q(hive_paused_until__isnull=False)
+    ).update(hive_consecutive_failures=0, hive_paused_until=None)
+
+
+def _code(error: HiveError) -> str:
+    if error.error_codes:
+        return f"hive_{error.error_codes[0]}"
+    return f"http_{error.status_code}" if error.status_code else "network"
+
+
+_PERMANENT_HINTS = {
+    401: "Hive refused the project's API key; an operator must update it.",
+    403: "Hive refused the project's API key; an operator must update it.",
+    405: "Hive reports insufficient balance for this project; an operator must top it up.",
+}
+
+
+def _partner_message(error: HiveError) -> str:
+    hint = _PERMANENT_HINTS.get(error.status_code or 0)
+    return f"{hint} (Hive said: {error.message})" if hint else f"Hive said: {error.message}"

@@ -1,0 +1,64 @@
+"""Idempotency-Key: the first response for (partner, key) is stored and
+replayed; the same key with a different request, or while the first is still
+in flight, is a conflict (as Stripe and pretix do)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from moderation.models import IdempotencyRecord, Partner
+
+# A request that has not finished after this long died with its process.
+IN_FLIGHT_EXPIRY = timedelta(minutes=5)
+
+
+@dataclass
+class Replay:
+    status: int
+    body: dict
+
+
+class KeyConflict(Exception):
+    def __init__(self, message: str, *, in_flight: bool):
+        super().__init__(message)
+        self.in_flight = in_flight
+
+
+def fingerprint(**request_parts) -> str:
+    canonical = json.dumps(request_parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def begin(partner: Partner, key: str, digest: str) -> Replay | None:
+    """Reserve the key, or return the stored response to replay. Raises KeyConflict."""
+    try:
+        with transaction.atomic():
+            IdempotencyRecord.objects.create(partner=partner, key=key, fingerprint=digest)
+        return None
+    except IntegrityError:
+        pass
+    record = IdempotencyRecord.objects.get(partner=partner, key=key)
+    if record.fingerprint != digest:
+        raise KeyConflict("This Idempotency-Key was used with a different request.", in_flight=False)
+    if record.response_status is not None:
+        return Replay(record.response_status, record.response_body)
+    if timezone.now() - record.created_at < IN_FLIGHT_EXPIRY:
+        raise KeyConflict("A request with this Idempotency-Key is still being processed.", in_flight=True)
+    # The first attempt died mid-way: this one takes the key over.
+    IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).update(created_at=timezone.now())
+    return None
+
+
+def complete(partner: Partner, key: str, status: int, body: dict) -> None:
+    IdempotencyRecord.objects.filter(partner=partner, key=key).update(response_status=status, response_body=body)
+
+
+def abandon(partner: Partner, key: str) -> None:
+    """The request was refused: the key is free for a corrected retry."""
+    IdempotencyRecord.objects.filter(partner=partner, key=key, response_status__isnull=True).delete()

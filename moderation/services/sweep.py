@@ -1,0 +1,86 @@
+"""The scheduled safety net: nothing stays stuck when a worker dies or a
+backoff ends with no pump running."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from moderation.models import Actor, Project, Status, Submission
+from moderation.services import audit
+from moderation.services.dispatch import enqueue_pump, inflight_limit
+
+logger = logging.getLogger("moderation.pipeline")
+
+BATCH = 1000
+
+
+@dataclass
+class SweepReport:
+    requeued: list[str] = field(default_factory=list)
+    overdue: list[str] = field(default_factory=list)
+    pumps: dict[str, int] = field(default_factory=dict)
+
+
+def sweep() -> SweepReport:
+    report = SweepReport()
+    _take_back_expired_leases(report)
+    _flag_overdue_callbacks(report)
+    _wake_projects(report)
+    return report
+
+
+def _take_back_expired_leases(report: SweepReport) -> None:
+    now = timezone.now()
+    stuck = Submission.objects.filter(status=Status.PROCESSING, lease_until__lt=now)
+    for pk in stuck.values_list("pk", flat=True)[:BATCH]:
+        moved = Submission.objects.filter(pk=pk, status=Status.PROCESSING, lease_until__lt=now).update(
+            status=Status.QUEUED, lease_until=None, next_attempt_at=now
+        )
+        if moved:
+            audit.record("dispatch.lease_expired", submission_id=pk,
+                         project_id=Submission.objects.filter(pk=pk).values_list("project_id", flat=True).first())
+            report.requeued.append(str(pk))
+    if report.requeued:
+        logger.warning("took back %d submissions from dead workers", len(report.requeued))
+
+
+def _flag_overdue_callbacks(report: SweepReport) -> None:
+    now = timezone.now()
+    for project in Project.objects.filter(submissions__status=Status.AWAITING_CALLBACK).distinct():
+        cutoff = now - timedelta(minutes=project.callback_deadline_minutes)
+        late = Submission.objects.filter(
+            project=project, status=Status.AWAITING_CALLBACK, callback_overdue_at__isnull=True,
+            dispatched_at__lt=cutoff,
+        )
+        for submission in late[:BATCH]:
+            message = (f"Hive has not called back within {project.callback_deadline_minutes} minutes "
+                       f"(task {submission.hive_task_id}); an operator is looking into it.")
+            moved = Submission.objects.filter(pk=submission.pk, status=Status.AWAITING_CALLBACK,
+                                              callback_overdue_at__isnull=True).update(
+                callback_overdue_at=now, error=message, error_code="callback_overdue")
+            if moved:
+                audit.record("callback.overdue", actor=Actor.SYSTEM, submission=submission,
+                             task_id=submission.hive_task_id)
+                report.overdue.append(str(submission.pk))
+
+
+def _wake_projects(report: SweepReport) -> None:
+    """Start pumps for projects with due work and free slots."""
+    now = timezone.now()
+    due = Submission.objects.filter(status=Status.QUEUED).filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    for project in Project.objects.filter(pk__in=due.values("project_id")):
+        if project.hive_paused_until and project.hive_paused_until > now:
+            continue
+        inflight = Submission.objects.filter(project=project, status=Status.PROCESSING, lease_until__gt=now).count()
+        slots = (1 if project.hive_consecutive_failures else inflight_limit(project)) - inflight
+        waiting = due.filter(project=project)[: max(slots, 0)].count()
+        for _ in range(min(slots, waiting)):
+            enqueue_pump(project.pk)
+        if waiting:
+            report.pumps[project.slug] = min(slots, waiting)

@@ -1,0 +1,289 @@
+"""The partner API: every bad input has a clear error naming the field, and
+nothing is stored or queued for it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from moderation.models import Partner, Submission
+from moderation.services.keys import issue_key
+
+
+@pytest.fixture
+def visual(make_project, partner):
+    project = make_project("pics", endpoint_type="visual")
+    partner.projects.add(project)
+    return project
+
+
+@pytest.fixture
+def text(make_project, partner):
+    project = make_project("chat", endpoint_type="text", hive_api_key="sim-text-x", text_limit=50)
+    partner.projects.add(project)
+    return project
+
+
+@pytest.fixture
+def speech(make_project, partner):
+    project = make_project("calls", endpoint_type="speech", delivery="async", hive_api_key="sim-speech-x")
+    partner.projects.add(project)
+    return project
+
+
+def upload(path: Path, name: str | None = None) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name or path.name, path.read_bytes(), content_type="application/octet-stream")
+
+
+def post(api, slug, data, fmt="multipart", **headers):
+    return api.post(f"/api/v1/projects/{slug}/submissions/", data, format=fmt, **headers)
+
+
+def assert_refused(response, status: int, field: str):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert field in body, body
+    assert body[field] and isinstance(body[field][0], str)
+    assert not Submission.objects.exists()
+
+
+# --- accepted ----------------------------------------------------------------
+
+def test_an_image_upload_is_accepted_and_queued(api, visual, media_samples, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = post(api, "pics", {"media": upload(media_samples / "sample.jpg"), "external_id": "p-1",
+                                      "metadata": json.dumps({"user": 7})})
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["status"] == "queued"
+    assert body["project"] == "pics"
+    assert body["external_id"] == "p-1"
+    assert body["metadata"] == {"user": 7}
+    assert body["decision"] is None and body["scores"] is None and body["error"] is None
+    submission = Submission.objects.get(pk=body["id"])
+    assert submission.media_kind == "image"
+    assert submission.media.name.endswith(f"{submission.pk}.jpg")
+    assert len(callbacks) == 1  # the dispatch task, enqueued on commit
+
+
+def test_a_lying_file_name_does_not_decide_the_kind(api, visual, media_samples):
+    response = post(api, "pics", {"media": upload(media_samples / "png-named-as.mp4")})
+    assert response.status_code == 202
+    assert Submission.objects.get().media_kind == "image"
+
+
+def test_a_path_traversal_file_name_never_reaches_storage(api, visual, media_samples):
+    response = post(api, "pics", {"media": upload(media_samples / "sample.png", name="../../etc/passwd.png")})
+    assert response.status_code == 202
+    name = Submission.objects.get().media.name
+    assert ".." not in name and "passwd" not in name
+
+
+@pytest.mark.parametrize("sample", ["sample.mp3", "sample.wav", "sample.wma", "sample.mp4"])
+def test_speech_takes_audio_and_video(api, speech, media_samples, sample):
+    assert post(api, "calls", {"media": upload(media_samples / sample)}).status_code == 202
+
+
+def test_text_is_accepted_as_json(api, text):
+    response = post(api, "chat", {"text_data": "hello there", "metadata": {"room": "a"}}, fmt="json")
+    assert response.status_code == 202
+    assert Submission.objects.get().text_data == "hello there"
+
+
+def test_a_url_is_accepted_as_a_form(api, visual):
+    response = api.post("/api/v1/projects/pics/submissions/", {"url": "https://cdn.example.com/a.jpg"})
+    assert response.status_code == 202
+    assert Submission.objects.get().url == "https://cdn.example.com/a.jpg"
+
+
+# --- refused -------------------------------------------------------------------
+
+def test_no_content_field_is_refused(api, visual):
+    assert_refused(post(api, "pics", {"external_id": "x"}, fmt="json"), 400, "content")
+
+
+def test_two_content_fields_are_refused(api, visual, media_samples):
+    response = post(api, "pics", {"media": upload(media_samples / "sample.png"), "url": "https://a.example/x.png"})
+    assert_refused(response, 400, "url")
+
+
+def test_a_field_the_endpoint_type_does_not_take_is_refused(api, text, visual):
+    assert_refused(post(api, "chat", {"url": "https://a.example/x"}, fmt="json"), 400, "url")
+    assert_refused(post(api, "pics", {"text_data": "hi"}, fmt="json"), 400, "text_data")
+
+
+def test_unknown_fields_are_refused(api, text):
+    assert_refused(post(api, "chat", {"text_data": "hi", "colour": "red"}, fmt="json"), 400, "colour")
+
+
+@pytest.mark.parametrize("sample", ["not-accepted.svg", "document.pdf", "archive-named-as.png", "text-named-as.jpg"])
+def test_media_hive_does_not_take_is_415(api, visual, media_samples, sample):
+    assert_refused(post(api, "pics", {"media": upload(media_samples / sample)}), 415, "media")
+
+
+def test_audio_sent_to_a_visual_project_is_415(api, visual, media_samples):
+    response = post(api, "pics", {"media": upload(media_samples / "sample.wma")})
+    assert_refused(response, 415, "media")
+    assert "audio" in response.json()["media"][0]
+
+
+def test_an_empty_file_is_400(api, visual, media_samples):
+    assert_refused(post(api, "pics", {"media": upload(media_samples / "empty.png")}), 400, "media")
+
+
+def test_a_truncated_file_is_400(api, visual, media_samples):
+    assert_refused(post(api, "pics", {"media": upload(media_samples / "truncated.jpg")}), 400, "media")
+
+
+@override_settings(MAX_UPLOAD_MB=1)
+def test_a_file_over_the_upload_limit_is_413_as_json(api, visual):
+    big = SimpleUploadedFile("big.png", b"\x89PNG\r\n\x1a\n" + b"0" * (2 * 1024 * 1024))
+    assert_refused(post(api, "pics", {"media": big}), 413, "body")
+
+
+def test_an_oversized_json_body_is_413_as_json(api, text):
+    response = post(api, "chat", {"text_data": "x" * (3 * 1024 * 1024)}, fmt="json")
+    assert_refused(response, 413, "body")
+
+
+def test_text_over_the_project_limit_is_refused(api, text):
+    response = post(api, "chat", {"text_data": "x" * 51}, fmt="json")
+    assert_refused(response, 400, "text_data")
+    assert "50" in response.json()["text_data"][0]
+
+
+def test_empty_text_is_refused(api, text):
+    assert_refused(post(api, "chat", {"text_data": "   "}, fmt="json"), 400, "text_data")
+
+
+@pytest.mark.parametrize("metadata", ["[1, 2]", "not json", "42"])
+def test_metadata_must_be_a_json_object(api, text, metadata):
+    assert_refused(post(api, "chat", {"text_data": "hi", "metadata": metadata}, fmt="multipart"), 400, "metadata")
+
+
+def test_metadata_as_a_json_array_is_refused(api, text):
+    assert_refused(post(api, "chat", {"text_data": "hi", "metadata": [1]}, fmt="json"), 400, "metadata")
+
+
+@pytest.mark.parametrize("url", ["ftp://a.example/x.jpg", "javascript:alert(1)", "https://", "not a url", "/x.jpg"])
+def test_a_url_must_be_http_with_a_host(api, visual, url):
+    assert_refused(post(api, "pics", {"url": url}, fmt="json"), 400, "url")
+
+
+def test_a_malformed_json_body_is_400(api, text):
+    response = api.post("/api/v1/projects/chat/submissions/", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert "detail" in response.json()
+
+
+def test_an_overlong_external_id_is_refused(api, text):
+    assert_refused(post(api, "chat", {"text_data": "hi", "external_id": "x" * 256}, fmt="json"), 400, "external_id")
+
+
+# --- auth and visibility --------------------------------------------------------
+
+def test_without_a_key_the_api_answers_401(visual):
+    response = APIClient().get("/api/v1/projects/")
+    assert response.status_code == 401
+    assert "detail" in response.json()
+
+
+def test_another_partners_project_is_404(api, make_project):
+    other = Partner.objects.create(name="other")
+    other.projects.add(make_project("theirs"))
+    response = post(api, "theirs", {"url": "https://a.example/x.jpg"}, fmt="json")
+    assert response.status_code == 404
+    assert not Submission.objects.exists()
+
+
+def test_another_partners_submission_is_404(api, visual, make_project):
+    other = Partner.objects.create(name="other")
+    other.projects.add(visual)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issue_key(other).plaintext}")
+    created = client.post("/api/v1/projects/pics/submissions/", {"url": "https://a.example/x.jpg"}, format="json")
+    assert created.status_code == 202
+    assert api.get(f"/api/v1/submissions/{created.json()['id']}/").status_code == 404
+    assert api.get("/api/v1/submissions/").json()["results"] == []
+
+
+# --- idempotency ------------------------------------------------------------------
+
+def test_a_repeat_with_the_same_key_returns_the_same_submission(api, visual, media_samples):
+    first = post(api, "pics", {"media": upload(media_samples / "sample.png")}, HTTP_IDEMPOTENCY_KEY="k1")
+    again = post(api, "pics", {"media": upload(media_samples / "sample.png")}, HTTP_IDEMPOTENCY_KEY="k1")
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"]
+    assert Submission.objects.count() == 1
+
+
+def test_the_same_key_with_a_different_file_is_409(api, visual, media_samples):
+    post(api, "pics", {"media": upload(media_samples / "sample.png")}, HTTP_IDEMPOTENCY_KEY="k1")
+    response = post(api, "pics", {"media": upload(media_samples / "sample.jpg")}, HTTP_IDEMPOTENCY_KEY="k1")
+    assert response.status_code == 409
+    assert "Idempotency-Key" in response.json()
+    assert Submission.objects.count() == 1
+
+
+def test_a_key_still_in_flight_is_409_with_retry_after(api, visual, partner):
+    import hashlib
+
+    from moderation.services import idempotency
+
+    url = "https://a.example/x.jpg"
+    digest = idempotency.fingerprint(project="pics", sha256=hashlib.sha256(url.encode()).hexdigest(), field="url",
+                                     metadata={}, external_id="")
+    idempotency.begin(partner, "busy", digest)
+    response = post(api, "pics", {"url": url}, fmt="json", HTTP_IDEMPOTENCY_KEY="busy")
+    assert response.status_code == 409
+    assert response["Retry-After"] == "1"
+
+
+def test_a_refused_request_frees_its_key(api, visual, media_samples):
+    bad = post(api, "pics", {"media": upload(media_samples / "document.pdf")}, HTTP_IDEMPOTENCY_KEY="k2")
+    assert bad.status_code == 415
+    good = post(api, "pics", {"media": upload(media_samples / "sample.png")}, HTTP_IDEMPOTENCY_KEY="k2")
+    assert good.status_code == 202
+
+
+# --- reading -----------------------------------------------------------------------
+
+def test_the_list_filters_by_status_and_external_id(api, text):
+    for n in range(3):
+        post(api, "chat", {"text_data": f"hi {n}", "external_id": f"e{n}"}, fmt="json")
+    Submission.objects.filter(external_id="e1").update(status="failed")
+    body = api.get("/api/v1/submissions/", {"status": "failed"}).json()
+    assert [s["external_id"] for s in body["results"]] == ["e1"]
+    body = api.get("/api/v1/submissions/", {"external_id": "e2", "project": "chat"}).json()
+    assert [s["external_id"] for s in body["results"]] == ["e2"]
+
+
+def test_the_list_is_cursor_paginated_newest_first(api, text):
+    for n in range(5):
+        post(api, "chat", {"text_data": f"hi {n}", "external_id": f"e{n}"}, fmt="json")
+    page = api.get("/api/v1/submissions/", {"page_size": 2}).json()
+    seen = [s["external_id"] for s in page["results"]]
+    while page["next"]:
+        page = api.get(page["next"]).json()
+        seen += [s["external_id"] for s in page["results"]]
+    assert seen == ["e4", "e3", "e2", "e1", "e0"]
+
+
+def test_an_invalid_filter_value_is_400_naming_it(api, text):
+    response = api.get("/api/v1/submissions/", {"status": "sideways"})
+    assert response.status_code == 400
+    assert "status" in response.json()
+
+
+def test_the_openapi_document_and_docs_page_are_served_without_a_cdn(client):
+    schema = client.get("/api/v1/schema/")
+    assert schema.status_code == 200
+    assert b"/api/v1/projects/{slug}/submissions/" in schema.content
+    docs = client.get("/api/v1/docs/")
+    assert docs.status_code == 200
+    assert b"cdn" not in docs.content.lower()

@@ -1,0 +1,142 @@
+"""Hive's callbacks: authenticated by URL token, stored first, processed once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from moderation.models import AuditEvent, CallbackReceipt, Decision, Result, Status, Submission
+from moderation.services.callbacks import callback_url, token_for
+from tests.conftest import FIXTURES
+
+
+def hive_result(name: str, **overrides) -> dict:
+    body = json.loads((FIXTURES / "hive" / name).read_text())
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+def awaiting(make_project, partner):
+    project = make_project("later", delivery="async", thresholds={"general_nsfw": {"review": 0.5, "reject": 0.9}})
+    partner.projects.add(project)
+    return Submission.objects.create(project=project, partner=partner, source="url", url="https://a.example/x.jpg",
+                                     status=Status.AWAITING_CALLBACK, hive_task_id="task-1")
+
+
+@pytest.fixture
+def post_callback(client, django_capture_on_commit_callbacks):
+    def post(submission, body, token=None):
+        token = token or token_for(submission.pk)
+        payload = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(f"/hive/callback/{submission.pk}/{token}/", payload, content_type="application/json")
+
+    return post
+
+
+def test_the_callback_url_carries_the_submission_and_its_token(awaiting, settings):
+    settings.PORTAL_BASE_URL = "https://portal.example.com"
+    assert callback_url(awaiting.pk) == f"https://portal.example.com/hive/callback/{awaiting.pk}/{token_for(awaiting.pk)}/"
+
+
+def test_an_authentic_callback_completes_the_submission(awaiting, post_callback):
+    response = post_callback(awaiting, hive_result("image.json", id="task-1", metadata=str(awaiting.pk)))
+    assert response.status_code == 200
+    awaiting.refresh_from_db()
+    assert awaiting.status == Status.COMPLETED
+    assert awaiting.decision in {Decision.APPROVED, Decision.PENDING, Decision.REJECTED}
+    receipt = CallbackReceipt.objects.get()
+    assert receipt.authentic and not receipt.duplicate
+    assert receipt.outcome == "processed"
+    assert receipt.submission == awaiting
+
+
+def test_a_forged_token_is_403_and_changes_nothing(awaiting, post_callback):
+    response = post_callback(awaiting, hive_result("image.json", id="task-1"), token="0" * 64)
+    assert response.status_code == 403
+    awaiting.refresh_from_db()
+    assert awaiting.status == Status.AWAITING_CALLBACK
+    assert not Result.objects.exists()
+    receipt = CallbackReceipt.objects.get()
+    assert not receipt.authentic and receipt.outcome == "rejected"
+    assert receipt.submission is None  # an unauthenticated body is never linked to a submission
+
+
+def test_another_submissions_token_is_refused(awaiting, make_project, partner, post_callback):
+    other = Submission.objects.create(project=awaiting.project, partner=partner, source="text_data",
+                                      text_data="x", status=Status.AWAITING_CALLBACK)
+    response = post_callback(awaiting, hive_result("image.json"), token=token_for(other.pk))
+    assert response.status_code == 403
+    assert not Result.objects.exists()
+
+
+def test_a_body_naming_another_submission_is_refused(awaiting, post_callback):
+    response = post_callback(awaiting, hive_result("image.json", metadata="11111111-2222-3333-4444-555555555555"))
+    assert response.status_code == 403
+    assert not Result.objects.exists()
+    assert CallbackReceipt.objects.get().outcome_detail.startswith("metadata")
+
+
+def test_a_body_that_is_not_json_is_refused(awaiting, post_callback):
+    assert post_callback(awaiting, "not json").status_code == 403
+    assert not Result.objects.exists()
+
+
+def test_a_resent_callback_never_makes_a_second_result_or_decision(awaiting, post_callback):
+    body = hive_result("image.json", id="task-1", metadata=str(awaiting.pk))
+    post_callback(awaiting, body)
+    post_callback(awaiting, {**body, "resent_on": "2025-11-21T10:00:00Z", "resent_by": "manual"})
+    assert Result.objects.count() == 1
+    assert AuditEvent.objects.filter(action="decision.routed").count() == 1
+    receipts = list(CallbackReceipt.objects.order_by("received_at"))
+    assert [r.duplicate for r in receipts] == [False, True]
+    assert receipts[1].outcome == "duplicate"
+
+
+def test_a_result_from_a_duplicate_hive_task_does_not_win(awaiting, post_callback):
+    post_callback(awaiting, hive_result("image.json", id="task-1", metadata=str(awaiting.pk)))
+    post_callback(awaiting, hive_result("video.json", id="task-2", metadata=str(awaiting.pk)))
+    assert Result.objects.count() == 1
+    assert CallbackReceipt.objects.filter(duplicate=True).count() == 1
+
+
+def test_a_late_callback_after_the_submission_was_retried_still_completes_it(awaiting, post_callback):
+    Submission.objects.filter(pk=awaiting.pk).update(status=Status.QUEUED, hive_task_id=None)
+    post_callback(awaiting, hive_result("image.json", id="task-1", metadata=str(awaiting.pk)))
+    awaiting.refresh_from_db()
+    assert awaiting.status == Status.COMPLETED
+    assert awaiting.hive_task_id == "task-1"
+
+
+def test_hives_manual_review_is_kept_as_another_result(make_project, partner, post_callback):
+    project = make_project("reviewed", delivery="async", review_mode="model_manual_review")
+    submission = Submission.objects.create(project=project, partner=partner, source="url", url="https://a.example/x",
+                                           status=Status.AWAITING_CALLBACK, hive_task_id="task-9")
+    model = hive_result("image.json", id="task-9", metadata=str(submission.pk))
+    post_callback(submission, model)
+    post_callback(submission, {**model, "review": {"decision": "reject", "reviewer": "hive-mod-3"}})
+    results = list(Result.objects.filter(submission=submission).order_by("received_at"))
+    assert len(results) == 2
+    assert results[1].review == {"decision": "reject", "reviewer": "hive-mod-3"}
+    assert AuditEvent.objects.filter(action="decision.routed").count() == 1
+
+
+def test_a_callback_reporting_a_failed_download_is_retried(awaiting, post_callback):
+    post_callback(awaiting, hive_result("task_error_download.json", id="task-1", metadata=str(awaiting.pk)))
+    awaiting.refresh_from_db()
+    assert awaiting.status == Status.QUEUED
+    assert awaiting.error_code == "hive_2101"
+    assert CallbackReceipt.objects.get().outcome == "error"
+
+
+def test_a_callback_reporting_a_corrupt_file_fails_the_submission(awaiting, post_callback):
+    post_callback(awaiting, hive_result("task_error_corrupt.json", id="task-1", metadata=str(awaiting.pk)))
+    awaiting.refresh_from_db()
+    assert awaiting.status == Status.FAILED
+    assert "3300" in awaiting.error_code
+
+
+def test_get_is_not_allowed(awaiting, client):
+    assert client.get(f"/hive/callback/{awaiting.pk}/{token_for(awaiting.pk)}/").status_code == 405

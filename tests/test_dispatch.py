@@ -1,0 +1,275 @@
+"""Dispatch to Hive: claims, retries with backoff, failures, the circuit, the sweep.
+
+Hive is replaced at the HTTP level by `responses`; the database is real.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import responses
+from django.utils import timezone
+
+from moderation.models import AuditEvent, Project, Result, Status, Submission
+from moderation.services import dispatch, sweep
+from tests.conftest import FIXTURES
+
+HIVE = "https://hive.test"
+SYNC = f"{HIVE}/api/v2/task/sync"
+ASYNC = f"{HIVE}/api/v2/task/async"
+IMAGE_RESULT = (FIXTURES / "hive" / "image.json").read_text()
+
+
+@pytest.fixture(autouse=True)
+def hive_url(settings, monkeypatch):
+    settings.HIVE_API_URL = HIVE
+    # Pumps end instead of sleeping through short backoffs: each test steps time itself.
+    monkeypatch.setattr(dispatch, "PUMP_MAX_WAIT_SECONDS", 0)
+
+
+@pytest.fixture
+def hive():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def project(make_project, partner):
+    project = make_project("pics", thresholds={"general_nsfw": {"review": 0.5, "reject": 0.9}})
+    partner.projects.add(project)
+    return project
+
+
+def submit(project, partner, **fields) -> Submission:
+    fields.setdefault("url", "https://cdn.example.com/a.jpg")
+    return Submission.objects.create(project=project, partner=partner, source="url", **fields)
+
+
+def body_bytes(request) -> bytes:
+    body = request.body
+    if hasattr(body, "read"):
+        return body.read()
+    return body.encode() if isinstance(body, str) else bytes(body or b"")
+
+
+def reload(obj):
+    return type(obj).objects.get(pk=obj.pk)
+
+
+def test_a_sync_result_completes_and_routes_the_submission(hive, project, partner):
+    hive.add(responses.POST, SYNC, body=IMAGE_RESULT, status=200)
+    submission = submit(project, partner)
+    dispatch.dispatch_submission(submission.pk)
+    submission = reload(submission)
+    assert submission.status == Status.COMPLETED
+    assert submission.scores and submission.top_class
+    assert submission.decision in {"approved", "pending", "rejected"}
+    result = Result.objects.get(submission=submission)
+    assert result.raw == IMAGE_RESULT  # verbatim
+    assert AuditEvent.objects.filter(submission=submission, action="decision.routed").exists()
+
+
+def test_a_redelivered_task_is_a_no_op(hive, project, partner):
+    hive.add(responses.POST, SYNC, body=IMAGE_RESULT, status=200)
+    submission = submit(project, partner)
+    dispatch.dispatch_submission(submission.pk)
+    dispatch.dispatch_submission(submission.pk)
+    assert len(hive.calls) == 1
+    assert Result.objects.count() == 1
+
+
+def test_a_503_is_retried_later_and_completes_after(hive, project, partner):
+    hive.add(responses.POST, SYNC, json={"message": "upstream busy"}, status=503)
+    submission = submit(project, partner)
+    dispatch.dispatch_submission(submission.pk)
+    submission = reload(submission)
+    assert submission.status == Status.QUEUED
+    assert submission.attempts == 1
+    assert submission.next_attempt_at > timezone.now()
+    assert "upstream busy" in submission.error
+    assert reload(project).hive_paused_until is not None  # the circuit opened
+
+    # Time passes: the backoff and the project's pause are over.
+    Submission.objects.filter(pk=submission.pk).update(next_attempt_at=timezone.now())
+    Project.objects.filter(pk=project.pk).update(hive_paused_until=timezone.now())
+    hive.replace(responses.POST, SYNC, body=IMAGE_RESULT, status=200)
+    dispatch.pump(project.pk)
+    submission = reload(submission)
+    assert submission.status == Status.COMPLETED
+    assert submission.error == ""
+    assert reload(project).hive_consecutive_failures == 0
+
+
+def test_a_403_fails_once_without_retrying(hive, project, partner):
+    hive.add(responses.POST, SYNC, json={"return_code": 403, "message": "Forbidden: bad token"}, status=403)
+    submission = submit(project, partner)
+    dispatch.dispatch_submission(submission.pk)
+    submission = reload(submission)
+    assert submission.status == Status.FAILED
+    assert "API key" in submission.error and "bad token" in submission.error
+    dispatch.pump(project.pk)
+    sweep.sweep()
+    assert len(hive.calls) == 1
+
+
+def test_a_429_pauses_the_project_for_its_retry_after(hive, project, partner):
+    hive.add(responses.POST, SYNC, json={"return_code": 429, "message": "Project has been rate limited"},
+             status=429, headers={"Retry-After": "30"})
+    first, second = submit(project, partner), submit(project, partner)
+    dispatch.dispatch_submission(first.pk)
+    paused = reload(project).hive_paused_until
+    assert paused - timezone.now() > timedelta(seconds=25)
+    # While paused, nobody calls Hive for this project.
+    dispatch.dispatch_submission(second.pk)
+    dispatch.pump(project.pk)
+    assert len(hive.calls) == 1
+    assert reload(first).next_attempt_at >= paused - timedelta(seconds=1)
+
+
+def test_after_failures_only_one_probe_call_is_made(hive, project, partner):
+    Project.objects.filter(pk=project.pk).update(hive_consecutive_failures=3)
+    items = [submit(project, partner) for _ in range(3)]
+    claimed = dispatch.claim(project.pk)
+    assert claimed.submission is not None
+    assert dispatch.claim(project.pk).submission is None  # half-open: one in flight at most
+    assert len(items) == 3
+
+
+def test_the_in_flight_limit_holds(project, partner):
+    Project.objects.filter(pk=project.pk).update(inflight_limit=2)
+    for _ in range(4):
+        submit(project, partner)
+    assert dispatch.claim(project.pk).submission is not None
+    assert dispatch.claim(project.pk).submission is not None
+    assert dispatch.claim(project.pk).submission is None
+    assert Submission.objects.filter(status=Status.PROCESSING).count() == 2
+
+
+def test_items_are_claimed_oldest_first(project, partner):
+    old = submit(project, partner)
+    submit(project, partner)
+    Submission.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    assert dispatch.claim(project.pk).submission.pk == old.pk
+
+
+def test_it_gives_up_after_max_attempts(hive, project, partner, settings):
+    settings.HIVE_MAX_ATTEMPTS = 2
+    hive.add(responses.POST, SYNC, json={"message": "down"}, status=502)
+    submission = submit(project, partner)
+    dispatch.dispatch_submission(submission.pk)
+    Submission.objects.filter(pk=submission.pk).update(next_attempt_at=timezone.now())
+    Project.objects.filter(pk=project.pk).update(hive_paused_until=None, hive_consecutive_failures=0)
+    dispatch.pump(project.pk)
+    submission = reload(submission)
+    assert submission.status == Status.FAILED
+    assert "2 attempts" in submission.error
+
+
+def test_a_corrupt_file_reported_by_hive_fails_permanently(hive, project, partner):
+    hive.add(responses.POST, SYNC, body=(FIXTURES / "hive" / "task_error_corrupt.json").read_text(), status=200)
+    submission = submit(project, partner)
+    dispatch.dispatch_submission(submission.pk)
+    submission = reload(submission)
+    assert submission.status == Status.FAILED
+    assert submission.error_code == "hive_3300"
+    assert reload(project).hive_paused_until is None  # the content's fault, not Hive's
+
+
+def test_download_errors_are_retried_then_mirrored_when_the_project_allows(hive, project, partner, media_samples):
+    Project.objects.filter(pk=project.pk).update(url_mirror="fallback")
+    download_error = (FIXTURES / "hive" / "task_error_download.json").read_text()
+    sent = []
+
+    def answer(request):
+        sent.append(b'name="media"' in body_bytes(request))
+        return 200, {}, IMAGE_RESULT if sent[-1] else download_error
+
+    hive.add_callback(responses.POST, SYNC, callback=answer)
+    hive.add(responses.GET, "https://cdn.example.com/a.jpg", body=(media_samples / "sample.jpg").read_bytes(),
+             content_type="image/jpeg")
+    submission = submit(project, partner)
+    for _ in range(dispatch.DOWNLOAD_RETRIES_BEFORE_MIRROR):
+        Submission.objects.filter(pk=submission.pk).update(next_attempt_at=timezone.now())
+        dispatch.pump(project.pk)
+    submission = reload(submission)
+    assert sent == [False, False, True]  # two tries with the URL, then the bytes
+    assert submission.status == Status.COMPLETED
+    assert submission.media and submission.media_kind == "image"
+    assert AuditEvent.objects.filter(submission=submission, action="media.mirrored").exists()
+
+
+def test_a_project_that_never_mirrors_keeps_retrying_the_url(hive, project, partner):
+    Project.objects.filter(pk=project.pk).update(url_mirror="never")
+    hive.add(responses.POST, SYNC, body=(FIXTURES / "hive" / "task_error_download.json").read_text())
+    submission = submit(project, partner, attempts=5)
+    dispatch.dispatch_submission(submission.pk)
+    submission = reload(submission)
+    assert submission.status == Status.QUEUED and not submission.media
+    assert submission.error_code == "hive_2101"
+
+
+def test_a_project_that_always_mirrors_sends_bytes_first(hive, project, partner, media_samples):
+    Project.objects.filter(pk=project.pk).update(url_mirror="always")
+    hive.add(responses.GET, "https://cdn.example.com/a.jpg", body=(media_samples / "sample.jpg").read_bytes())
+    hive.add(responses.POST, SYNC, body=IMAGE_RESULT)
+    submission = submit(project, partner)
+    dispatch.dispatch_submission(submission.pk)
+    assert reload(submission).status == Status.COMPLETED
+    assert b'name="media"' in body_bytes(hive.calls[-1].request)
+
+
+def test_a_mirrored_url_that_is_not_media_fails_with_a_clear_error(hive, project, partner):
+    Project.objects.filter(pk=project.pk).update(url_mirror="always")
+    hive.add(responses.GET, "https://cdn.example.com/a.jpg", body=b"<html>login</html>", content_type="text/html")
+    submission = submit(project, partner)
+    dispatch.dispatch_submission(submission.pk)
+    submission = reload(submission)
+    assert submission.status == Status.FAILED
+    assert "text/html" in submission.error
+    assert not any(call.request.url == SYNC for call in hive.calls)
+
+
+def test_an_async_call_waits_for_the_callback(hive, make_project, partner):
+    project = make_project("later", delivery="async")
+    hive.add(responses.POST, ASYNC, json={"task_id": "task-123"}, status=200)
+    submission = submit(project, partner)
+    dispatch.dispatch_submission(submission.pk)
+    submission = reload(submission)
+    assert submission.status == Status.AWAITING_CALLBACK
+    assert submission.hive_task_id == "task-123"
+    assert b"callback_url" in body_bytes(hive.calls[0].request)
+
+
+def test_the_sweep_takes_back_what_a_dead_worker_left(project, partner):
+    submission = submit(project, partner)
+    assert dispatch.claim(project.pk).submission.pk == submission.pk
+    Submission.objects.filter(pk=submission.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    report = sweep.sweep()
+    assert report.requeued == [str(submission.pk)]
+    assert reload(submission).status == Status.QUEUED
+    assert AuditEvent.objects.filter(submission=submission, action="dispatch.lease_expired").exists()
+
+
+def test_the_sweep_flags_overdue_callbacks(make_project, partner):
+    project = make_project("later", delivery="async", callback_deadline_minutes=10)
+    submission = submit(project, partner, status=Status.AWAITING_CALLBACK, hive_task_id="t-1",
+                        dispatched_at=timezone.now() - timedelta(minutes=11))
+    on_time = submit(project, partner, status=Status.AWAITING_CALLBACK, hive_task_id="t-2",
+                     dispatched_at=timezone.now() - timedelta(minutes=2))
+    report = sweep.sweep()
+    assert report.overdue == [str(submission.pk)]
+    submission = reload(submission)
+    assert submission.status == Status.AWAITING_CALLBACK
+    assert "10 minutes" in submission.error and submission.callback_overdue_at
+    assert reload(on_time).error == ""
+
+
+def test_the_sweep_wakes_projects_with_due_work(project, partner, django_capture_on_commit_callbacks, monkeypatch):
+    woken = []
+    monkeypatch.setattr(sweep, "enqueue_pump", woken.append)
+    submit(project, partner)
+    submit(project, partner, next_attempt_at=timezone.now() + timedelta(hours=1))
+    report = sweep.sweep()
+    assert woken == [project.pk]
+    assert report.pumps == {"pics": 1}
