@@ -7,6 +7,7 @@ from moderation.callback_views import hive_callback
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("moderation.api.urls")),
+    path("portal/", include("moderation.portal.urls")),
     path("hive/callback/<str:submission_id>/<str:token>/", hive_callback, name="hive-callback"),
 ]
 

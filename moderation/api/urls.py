@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from moderation.api import views
+from moderation.api import views, webhook_urls
 
 app_name = "api"
 
@@ -14,4 +14,5 @@ urlpatterns = [
                                               throttle_classes=[]), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", authentication_classes=[],
                                                  permission_classes=[], throttle_classes=[]), name="docs"),
+    *webhook_urls.urlpatterns,
 ]

@@ -4,6 +4,7 @@ from moderation.models.audit import Actor, AppendOnlyError, AuditEvent
 from moderation.models.callback import CallbackReceipt, ReceiptOutcome
 from moderation.models.idempotency import IdempotencyRecord
 from moderation.models.partner import ApiKey, Partner
+from moderation.models.preferences import ModeratorPreference
 from moderation.models.project import Delivery, EndpointType, Project, ReviewMode, UrlMirror
 from moderation.models.result import Result, ResultSource
 from moderation.models.submission import (
@@ -13,9 +14,11 @@ from moderation.models.submission import (
     Status,
     Submission,
 )
+from moderation.models.webhook import MessageStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage
 
 __all__ = [
     "Actor", "ApiKey", "AppendOnlyError", "AuditEvent", "CallbackReceipt", "ContentSource",
-    "Decision", "DecisionSource", "Delivery", "EndpointType", "IdempotencyRecord", "Partner", "Project",
-    "ReceiptOutcome", "Result", "ResultSource", "ReviewMode", "Status", "Submission", "UrlMirror",
+    "Decision", "DecisionSource", "Delivery", "EndpointType", "IdempotencyRecord", "MessageStatus",
+    "ModeratorPreference", "Partner", "Project", "ReceiptOutcome", "Result", "ResultSource", "ReviewMode",
+    "Status", "Submission", "UrlMirror", "WebhookDelivery", "WebhookEndpoint", "WebhookMessage",
 ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -71,7 +72,9 @@ class Project(models.Model):
     hive_api_key = models.CharField(max_length=200, blank=True)
     thresholds = models.JSONField(default=dict, blank=True, validators=[validate_thresholds])
     reject_reasons = models.JSONField(default=list, blank=True, validators=[validate_reasons])
-    review_sla_minutes = models.PositiveIntegerField(default=60)
+    review_sla_minutes = models.PositiveIntegerField(
+        default=60, help_text="Items pending review longer than this are shown as late."
+    )
     callback_deadline_minutes = models.PositiveIntegerField(
         default=30, help_text="An async submission without a callback after this long is flagged."
     )
@@ -86,6 +89,11 @@ class Project(models.Model):
         null=True, blank=True, help_text="Calls to Hive in flight at once (blank: the default)."
     )
     is_active = models.BooleanField(default=True)
+    # Moderators who may review this project (leads review every project).
+    reviewers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="review_projects",
+        help_text="Moderators who may work this project's review queue.",
+    )
     # Circuit breaker shared by every worker: while Hive rate-limits or fails
     # for this project, nobody calls it before this time.
     hive_paused_until = models.DateTimeField(null=True, blank=True, editable=False)

@@ -1,0 +1,3 @@
+"""Operator admin, one module per area; importing them registers the ModelAdmins."""
+
+from moderation.admin import core, webhooks  # noqa: F401

@@ -1,0 +1,1 @@
+"""Admin for partner webhook endpoints and their delivery log."""

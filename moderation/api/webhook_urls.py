@@ -1,0 +1,3 @@
+"""Partner webhook endpoints API, included by moderation/api/urls.py."""
+
+urlpatterns: list = []

@@ -1,0 +1,1 @@
+"""Partner webhooks: signed, retried, logged notifications (receivers of services.notify)."""
