@@ -26,6 +26,7 @@ def hive_url(settings, monkeypatch):
     settings.HIVE_API_URL = HIVE
     # Pumps end instead of sleeping through short backoffs: each test steps time itself.
     monkeypatch.setattr(dispatch, "PUMP_MAX_WAIT_SECONDS", 0)
+    monkeypatch.setattr(dispatch, "PROBE_MAX_WAIT_SECONDS", 0)
 
 
 @pytest.fixture
@@ -125,6 +126,22 @@ def test_a_429_pauses_the_project_for_its_retry_after(hive, project, partner):
     dispatch.pump(project.pk)
     assert len(hive.calls) == 1
     assert reload(first).next_attempt_at >= paused - timedelta(seconds=1)
+
+
+def test_the_pump_that_opened_the_circuit_probes_after_the_pause_and_refills_the_slots(
+        hive, project, partner, monkeypatch):
+    monkeypatch.setattr(dispatch, "PROBE_MAX_WAIT_SECONDS", 5)
+    monkeypatch.setattr(dispatch, "PROJECT_BACKOFF_BASE", 0.2)
+    refilled = []
+    monkeypatch.setattr(dispatch, "enqueue_pump", refilled.append)
+    hive.add(responses.POST, SYNC, json={"message": "busy"}, status=503)
+    hive.add(responses.POST, SYNC, body=IMAGE_RESULT, status=200)
+    first, second, third = (submit(project, partner) for _ in range(3))
+    dispatch.dispatch_submission(first.pk)
+    assert [reload(s).status for s in (first, second, third)] == [Status.COMPLETED] * 3
+    assert len(hive.calls) == 4  # one 503, then the probe (the failed item first), then the rest
+    assert AuditEvent.objects.filter(action="hive.resumed").count() == 1
+    assert refilled == [project.pk, project.pk]  # the other slots are brought back
 
 
 def test_after_failures_only_one_probe_call_is_made(hive, project, partner):

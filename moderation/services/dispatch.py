@@ -19,6 +19,7 @@ How work flows (see docs/ARCHITECTURE.md "Dispatch"):
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import time
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -44,6 +45,9 @@ logger = logging.getLogger("moderation.pipeline")
 PUMP_BUDGET_SECONDS = 60.0
 # A pump waits for work due this soon instead of ending and leaving it to the sweep.
 PUMP_MAX_WAIT_SECONDS = 5.0
+# The pump whose call opened the project's circuit waits this long to make the
+# probe call itself; other pumps end at once, so an outage ties up one worker.
+PROBE_MAX_WAIT_SECONDS = 30.0
 ITEM_BACKOFF_BASE = 2.0
 ITEM_BACKOFF_CAP = 600.0
 PROJECT_BACKOFF_BASE = 2.0
@@ -84,6 +88,12 @@ def enqueue_pump(project_id: int) -> None:
 
 
 # --- Claiming --------------------------------------------------------------
+
+class Circuit(enum.Enum):
+    UNCHANGED = "unchanged"
+    OPENED = "opened"  # this call paused the project: its pump makes the probe call
+    CLOSED = "closed"  # this call ended a pause: the other slots can be refilled
+
 
 @dataclass
 class Claim:
@@ -143,9 +153,13 @@ def pump(project_id: int, first: Submission | None = None) -> None:
     first, for up to PUMP_BUDGET_SECONDS; then hand over to a fresh task."""
     deadline = time.monotonic() + PUMP_BUDGET_SECONDS
     submission = first
+    owns_probe = False
     while True:
         if submission is not None:
-            call_hive(submission)
+            circuit = call_hive(submission)
+            owns_probe = circuit is Circuit.OPENED
+            if circuit is Circuit.CLOSED:
+                _refill(project_id)
         if time.monotonic() > deadline:
             if Submission.objects.filter(project_id=project_id, status=Status.QUEUED).exists():
                 enqueue_pump(project_id)
@@ -153,16 +167,25 @@ def pump(project_id: int, first: Submission | None = None) -> None:
         nxt = claim(project_id)
         submission = nxt.submission
         if submission is None:
-            if nxt.wait is None or nxt.wait > PUMP_MAX_WAIT_SECONDS:
+            patience = PROBE_MAX_WAIT_SECONDS if owns_probe else PUMP_MAX_WAIT_SECONDS
+            if nxt.wait is None or nxt.wait > patience:
                 return
             time.sleep(max(0.05, nxt.wait))
 
 
+def _refill(project_id: int) -> None:
+    """After a pause, bring the project back to its full in-flight limit."""
+    project = Project.objects.get(pk=project_id)
+    waiting = Submission.objects.filter(project_id=project_id, status=Status.QUEUED)
+    for _ in range(waiting[: inflight_limit(project) - 1].count()):
+        enqueue_pump(project_id)
+
+
 # --- One call ----------------------------------------------------------------
 
-def call_hive(submission: Submission) -> None:
+def call_hive(submission: Submission) -> Circuit:
     """One attempt; never raises. Every way out leaves the row in a state the
-    sweep or a pump can pick up again."""
+    sweep or a pump can pick up again. Says what it did to the project's circuit."""
     project = submission.project
     log = {"submission_id": str(submission.pk), "project": project.slug}
     try:
@@ -172,7 +195,7 @@ def call_hive(submission: Submission) -> None:
         with _content(submission) as content:
             if project.delivery == Delivery.SYNC:
                 answer = client.submit_sync(content, metadata=str(submission.pk))
-                _project_ok(project)
+                circuit = _project_ok(project)
                 normalised = normalise_for(project, answer.result)
                 outcome = record_result(submission.pk, raw=answer.raw, result=answer.result,
                                         normalised=normalised, source=ResultSource.SYNC)
@@ -181,15 +204,18 @@ def call_hive(submission: Submission) -> None:
             else:
                 ack = client.submit_async(content, metadata=str(submission.pk),
                                           callback_url=callbacks.callback_url(submission.pk))
-                _project_ok(project)
+                circuit = _project_ok(project)
                 _await_callback(submission, ack.task_id)
     except HiveError as error:
-        handle_error(submission, error)
+        return handle_error(submission, error)
     except MirrorError as error:
         _mirror_failed(submission, error)
     except Exception as error:  # noqa: BLE001 - a bug must not strand the row in `processing`
         logger.exception("dispatch crashed", extra=log)
         _retry_later(submission, HiveError(f"internal error while calling Hive: {error}", permanent=False))
+    else:
+        return circuit
+    return Circuit.UNCHANGED
 
 
 class _content:
@@ -216,9 +242,15 @@ class _content:
 
 def _await_callback(submission: Submission, task_id: str) -> None:
     # Conditional: if the callback already completed the row, leave it be.
-    moved = Submission.objects.filter(pk=submission.pk, status=Status.PROCESSING).update(
-        status=Status.AWAITING_CALLBACK, hive_task_id=task_id[:100], lease_until=None, error="", error_code="",
-    )
+    pending = Submission.objects.filter(pk=submission.pk, status=Status.PROCESSING)
+    fields = dict(status=Status.AWAITING_CALLBACK, lease_until=None, error="", error_code="")
+    try:
+        with transaction.atomic():
+            moved = pending.update(hive_task_id=task_id[:100], **fields)
+    except IntegrityError:
+        # Hive reused a task id: keep waiting; the callback's metadata still names us.
+        logger.warning("duplicate Hive task id %s", task_id, extra={"submission_id": str(submission.pk)})
+        moved = pending.update(**fields)
     if moved:
         audit.record("hive.accepted", actor=Actor.HIVE, submission=submission, task_id=task_id,
                      attempt=submission.attempts)
@@ -228,28 +260,34 @@ def _release(submission: Submission, status: str) -> None:
     Submission.objects.filter(pk=submission.pk, status=Status.PROCESSING).update(status=status, lease_until=None)
 
 
-def handle_error(submission: Submission, error: HiveError) -> None:
+def handle_error(submission: Submission, error: HiveError) -> Circuit:
     project = submission.project
+    circuit = Circuit.UNCHANGED
     if error.permanent:
         fail(submission, _partner_message(error), code=_code(error))
-        return
+        return circuit
     if not error.error_codes:
         # The service itself is unhappy (429, 5xx, network): slow the whole project down.
-        _project_failed(project, error.retry_after)
+        circuit = _project_failed(project, error.retry_after)
     if (error.download_error and submission.source == ContentSource.URL and project.url_mirror != UrlMirror.NEVER
             and not submission.media and submission.attempts >= DOWNLOAD_RETRIES_BEFORE_MIRROR):
         try:
             mirror_url(submission)
         except MirrorError as mirror_error:
             _mirror_failed(submission, mirror_error)
-            return
+            return circuit
         _retry_later(submission, error, delay=0)
-        return
+        return circuit
     if submission.attempts >= max_attempts():
         fail(submission, f"Hive kept failing after {submission.attempts} attempts: {_partner_message(error)}",
              code=_code(error))
-        return
-    _retry_later(submission, error)
+        return circuit
+    when = None
+    if circuit is Circuit.OPENED:
+        # The probe after the pause retries this item first.
+        when = Project.objects.values_list("hive_paused_until", flat=True).get(pk=project.pk)
+    _retry_later(submission, error, when=when)
+    return circuit
 
 
 def _mirror_failed(submission: Submission, error: MirrorError) -> None:
@@ -260,7 +298,9 @@ def _mirror_failed(submission: Submission, error: MirrorError) -> None:
         _retry_later(submission, HiveError(message, permanent=False))
 
 
-def _retry_later(submission: Submission, error: HiveError, delay: float | None = None) -> None:
+def _retry_later(submission: Submission, error: HiveError, delay: float | None = None, when=None) -> None:
+    if when is not None:
+        delay = max(0.0, (when - timezone.now()).total_seconds())
     if delay is None:
         delay = backoff(submission.attempts, ITEM_BACKOFF_BASE, ITEM_BACKOFF_CAP)
         if error.retry_after:
@@ -291,12 +331,12 @@ def fail(submission: Submission, message: str, *, code: str = "") -> None:
         notify.submission_changed(submission.pk, notify.FAILED)
 
 
-def _project_failed(project: Project, retry_after: float | None) -> None:
+def _project_failed(project: Project, retry_after: float | None) -> Circuit:
     now = timezone.now()
     with transaction.atomic():
         locked = Project.objects.select_for_update().get(pk=project.pk)
         if locked.hive_paused_until and locked.hive_paused_until > now:
-            return  # calls that were already in flight when the circuit opened
+            return Circuit.UNCHANGED  # calls that were already in flight when the circuit opened
         failures = locked.hive_consecutive_failures + 1
         delay = backoff(failures, PROJECT_BACKOFF_BASE, PROJECT_BACKOFF_CAP)
         if retry_after:
@@ -305,13 +345,17 @@ def _project_failed(project: Project, retry_after: float | None) -> None:
             hive_consecutive_failures=failures, hive_paused_until=now + timedelta(seconds=delay)
         )
     audit.record("hive.paused", project=project, failures=failures, seconds=round(delay, 1))
+    return Circuit.OPENED
 
 
-def _project_ok(project: Project) -> None:
+def _project_ok(project: Project) -> Circuit:
     # Cheap in the common case: only writes when the circuit was open.
-    Project.objects.filter(pk=project.pk).filter(
+    closed = Project.objects.filter(pk=project.pk).filter(
         Q(hive_consecutive_failures__gt=0) | Q(hive_paused_until__isnull=False)
     ).update(hive_consecutive_failures=0, hive_paused_until=None)
+    if closed:
+        audit.record("hive.resumed", project=project)
+    return Circuit.CLOSED if closed else Circuit.UNCHANGED
 
 
 def _code(error: HiveError) -> str:

@@ -91,8 +91,10 @@ def _complete(submission: Submission, normalised: Normalised) -> None:
     submission.scores = normalised.scores
     submission.top_class = normalised.top_class or ""
     submission.top_score = normalised.top_score
-    if not submission.hive_task_id and normalised.task_id:
-        submission.hive_task_id = normalised.task_id[:100]
+    task_id = normalised.task_id[:100]
+    # Task ids are unique at Hive; a reused one must not make the result unstorable.
+    if not submission.hive_task_id and task_id and not Submission.objects.filter(hive_task_id=task_id).exists():
+        submission.hive_task_id = task_id
     submission.decision = routed.decision
     submission.decision_source = DecisionSource.AUTO
     submission.decided_at = now if routed.decision != "pending" else None
