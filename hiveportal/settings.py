@@ -213,7 +213,9 @@ Q_CLUSTER = {
     "retry": Q_TIMEOUT + 60,
     "max_attempts": 3,
     "ack_failures": True,
-    "save_limit": 1000,
+    # Our own tables record every outcome; storing each task's success too
+    # would double the writes of the busiest path.
+    "save_limit": -1,
     "catch_up": False,
     "poll": 0.1,
     "guard_cycle": 0.5,

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+import requests
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -191,7 +192,7 @@ def call_hive(submission: Submission) -> Circuit:
     try:
         if submission.source == ContentSource.URL and project.url_mirror == UrlMirror.ALWAYS and not submission.media:
             mirror_url(submission)
-        client = HiveClient(api_key=project.hive_api_key)
+        client = HiveClient(api_key=project.hive_api_key, session=_session())
         with _content(submission) as content:
             if project.delivery == Delivery.SYNC:
                 answer = client.submit_sync(content, metadata=str(submission.pk))
@@ -216,6 +217,17 @@ def call_hive(submission: Submission) -> Circuit:
     else:
         return circuit
     return Circuit.UNCHANGED
+
+
+_SESSION: requests.Session | None = None
+
+
+def _session() -> requests.Session:
+    """One connection pool per worker process: calls to Hive reuse connections."""
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = requests.Session()
+    return _SESSION
 
 
 class _content:
