@@ -19,6 +19,7 @@ $(VENV)/.installed: requirements.txt
 install: $(VENV)/.installed
 
 demo: install
+	mkdir -p var
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
 	$(DEMO_ENV) $(BIN)/python manage.py collectstatic --noinput -v 0
 	$(DEMO_ENV) $(BIN)/python manage.py seed_demo | tee var/seed.log

@@ -15,6 +15,8 @@ os.environ.setdefault("MEDIA_ROOT", os.path.join(os.environ.get("TMPDIR", "/tmp"
 from hiveportal.settings import *  # noqa: E402,F401,F403
 from hiveportal.settings import DATABASES, VAR_DIR  # noqa: E402
 
+VAR_DIR.mkdir(exist_ok=True)
+
 # A file, not memory, so worker and server subprocesses in end-to-end tests
 # see the same test database.
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):

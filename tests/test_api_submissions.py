@@ -287,3 +287,18 @@ def test_the_openapi_document_and_docs_page_are_served_without_a_cdn(client):
     docs = client.get("/api/v1/docs/")
     assert docs.status_code == 200
     assert b"cdn" not in docs.content.lower()
+
+
+def test_a_partner_over_its_rate_is_throttled_with_retry_after(api, text, monkeypatch):
+    from django.core.cache import cache
+
+    from moderation.api.throttling import PartnerRateThrottle
+
+    cache.clear()
+    monkeypatch.setattr(PartnerRateThrottle, "THROTTLE_RATES", {"partner": "2/min"})
+    assert api.get("/api/v1/projects/").status_code == 200
+    assert api.get("/api/v1/projects/").status_code == 200
+    response = api.get("/api/v1/projects/")
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0
+    assert "detail" in response.json()
