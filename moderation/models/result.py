@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 
 class ResultSource(models.TextChoices):
@@ -30,7 +31,9 @@ class Result(models.Model):
     # Hive's own manual-review verdict, when the result carries one.
     review = models.JSONField(null=True, blank=True)
     model_version = models.CharField(max_length=100, blank=True)
-    received_at = models.DateTimeField(auto_now_add=True)
+    # When Hive's answer arrived (for a callback: when its receipt was stored),
+    # so results sort in Hive's order even when processed out of order.
+    received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["received_at", "id"]

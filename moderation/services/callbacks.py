@@ -109,7 +109,7 @@ def process(receipt_id: int) -> None:
         _task_failed(submission, error)
         return
     outcome = record_result(submission.pk, raw=receipt.body, result=result, normalised=normalised,
-                            source=ResultSource.CALLBACK)
+                            source=ResultSource.CALLBACK, received_at=receipt.received_at)
     if outcome is Recorded.DUPLICATE:
         CallbackReceipt.objects.filter(pk=receipt.pk).update(duplicate=True)
         _finish(receipt, ReceiptOutcome.DUPLICATE, "a result with this content was already recorded")

@@ -29,7 +29,9 @@ def normalise_for(project: Project, result: dict) -> Normalised:
     return normalise(result, severity_scale=project.endpoint_type in SEVERITY_ENDPOINTS)
 
 
-def record_result(submission_id, *, raw: str, result: dict, normalised: Normalised, source: str) -> Recorded:
+def record_result(
+    submission_id, *, raw: str, result: dict, normalised: Normalised, source: str, received_at=None
+) -> Recorded:
     """Store a result once. The first completes and routes the submission; a
     re-sent one (same fingerprint) or one from a duplicate Hive task is a
     no-op; another genuinely new one is kept only for Model + Manual Review."""
@@ -59,6 +61,7 @@ def record_result(submission_id, *, raw: str, result: dict, normalised: Normalis
                     failed_entries=normalised.failed_entries,
                     review=normalised.review,
                     model_version=normalised.model_version,
+                    received_at=received_at or timezone.now(),
                 )
         except IntegrityError:
             return Recorded.DUPLICATE
