@@ -181,6 +181,21 @@ def test_a_malformed_json_body_is_400(api, text):
     assert "detail" in response.json()
 
 
+def test_json_nested_too_deeply_for_the_parser_is_400(api, text):
+    body = '{"text_data": "hi", "metadata": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = api.post("/api/v1/projects/chat/submissions/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert "deep" in response.json()["detail"]
+    assert not Submission.objects.exists()
+
+
+def test_metadata_nested_too_deeply_is_refused(api, text):
+    metadata = '{"a":' * 40 + "1" + "}" * 40
+    body = '{"text_data": "hi", "metadata": ' + metadata + "}"
+    response = api.post("/api/v1/projects/chat/submissions/", body, content_type="application/json")
+    assert_refused(response, 400, "metadata")
+
+
 def test_an_overlong_external_id_is_refused(api, text):
     assert_refused(post(api, "chat", {"text_data": "hi", "external_id": "x" * 256}, fmt="json"), 400, "external_id")
 

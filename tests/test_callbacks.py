@@ -138,5 +138,11 @@ def test_a_callback_reporting_a_corrupt_file_fails_the_submission(awaiting, post
     assert "3300" in awaiting.error_code
 
 
+def test_a_deeply_nested_body_is_refused_not_a_500(awaiting, post_callback):
+    response = post_callback(awaiting, "[" * 100_000 + "]" * 100_000)
+    assert response.status_code == 403
+    assert not Result.objects.exists()
+
+
 def test_get_is_not_allowed(awaiting, client):
     assert client.get(f"/hive/callback/{awaiting.pk}/{token_for(awaiting.pk)}/").status_code == 405

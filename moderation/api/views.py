@@ -10,13 +10,14 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from moderation.api.exceptions import Conflict, PayloadTooLarge
 from moderation.api.filters import SubmissionFilter
+from moderation.api.parsers import SafeJSONParser
 from moderation.api.serializers import ProjectSerializer, SubmissionCreateSerializer, SubmissionSerializer
 from moderation.models import Project, Result, Submission
 from moderation.services import idempotency, intake
@@ -61,7 +62,7 @@ class SizeLimitHandler(FileUploadHandler):
 
 
 class SubmissionCreate(APIView):
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, SafeJSONParser]
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication and throttling first

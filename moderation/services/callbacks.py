@@ -87,7 +87,7 @@ def _authenticate(submission_ref: str, token: str, body: dict) -> tuple[Submissi
 def _parsed(text: str) -> dict:
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

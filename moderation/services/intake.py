@@ -23,6 +23,7 @@ from moderation.services.media import CorruptMedia, EmptyMedia, MediaError, snif
 from moderation.services.safe_http import UnsafeURL, validate_url_syntax
 
 MAX_METADATA_BYTES = 64 * 1024
+MAX_METADATA_DEPTH = 32
 MAX_EXTERNAL_ID = 255
 MAX_URL = 2048
 ALLOWED_FIELDS = frozenset({*CONTENT_FIELDS, "metadata", "external_id"})
@@ -133,13 +134,28 @@ def _metadata(value: Any) -> dict:
     if isinstance(value, str):  # multipart and form bodies carry it as a JSON string
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise IntakeError("metadata", "Expected a JSON object (as a JSON string in form uploads).") from None
     if not isinstance(value, dict):
         raise IntakeError("metadata", "Expected a JSON object.")
+    if _depth(value) > MAX_METADATA_DEPTH:
+        raise IntakeError("metadata", f"Nested more than {MAX_METADATA_DEPTH} levels deep.")
     if len(json.dumps(value)) > MAX_METADATA_BYTES:
         raise IntakeError("metadata", f"At most {MAX_METADATA_BYTES // 1024} KB of JSON.")
     return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, iteratively (a recursive walk could itself overflow)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level > MAX_METADATA_DEPTH:
+                break
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _external_id(data: Any) -> str:
