@@ -28,5 +28,8 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+faults: install
+	$(BIN)/python -m pytest -m faults tests/faults -s
+
 clean:
 	rm -rf var/test-*.sqlite3 .pytest_cache
