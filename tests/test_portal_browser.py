@@ -1,0 +1,149 @@
+"""The portal in a real browser: Debian's Chromium driven by Playwright
+against pytest-django's live server. Nothing is downloaded at test time:
+Chromium comes from apt (`.ci/run` installs it), Playwright's driver from its
+wheel. A missing browser fails these tests loudly instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+from django.db import connections
+
+from moderation.models import Decision, Submission
+from tests.test_portal_review import make_user
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture
+def browser(live_server, monkeypatch):
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: the browser tests need Debian's package "
+                    "(apt-get install -y chromium; .ci/run installs it).")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("The playwright package is missing: pip install -r requirements.txt")
+    # Playwright's sync API runs an event loop in this thread; the test's own
+    # ORM calls are still plain synchronous code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+        # ORM calls made while Playwright runs get a connection of their own
+        # context; close it here, or it outlives the test database.
+        connections.close_all()
+
+
+@pytest.fixture
+def portal(make_project, partner, media_samples):
+    """A project with three waiting images (all scored high enough to blur)
+    and two moderators granted it."""
+    project = make_project("browser", reject_reasons=["Nudity", "Violence", "Spam"])
+    moderators = [make_user(name, "moderator") for name in ("mo", "ann")]
+    project.reviewers.add(*moderators)
+    png = (media_samples / "sample.png").read_bytes()
+    items = []
+    for n in range(3):
+        item = Submission.objects.create(project=project, partner=partner, source="media", media_kind="image",
+                                         media_mime="image/png", status="completed", decision=Decision.PENDING,
+                                         scores={"general_nsfw": 0.7}, top_class="general_nsfw", top_score=0.7,
+                                         external_id=f"img-{n}")
+        item.media.save("x.png", ContentFile(png))
+        items.append(item)
+    return {"project": project, "items": items}
+
+
+def open_page(browser, live_server, username: str):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.script_errors = []
+    page.on("pageerror", lambda error: page.script_errors.append(str(error)))
+    page.goto(f"{live_server.url}/portal/")
+    assert "/portal/login/" in page.url, "anonymous users are sent to log in"
+    page.fill("#id_username", username)
+    page.fill("#id_password", username)
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/portal/queue/review/"))
+    return page
+
+
+def blur_of(page) -> str:
+    return page.eval_on_selector("[data-content]", "el => getComputedStyle(el).filter")
+
+
+def test_a_moderator_reviews_with_the_keyboard_alone(browser, live_server, portal):
+    first, second = portal["items"][0], portal["items"][1]
+    page = open_page(browser, live_server, "mo")
+
+    page.keyboard.press("n")  # Start reviewing
+    page.wait_for_url(re.compile(rf"/portal/item/{first.pk}/"))
+    page.wait_for_function("document.querySelector('[data-visual]').complete")
+    assert not page.is_checked("#reveal")
+    assert "blur" in blur_of(page), "media above the threshold starts blurred"
+    assert page.is_visible("[data-veil]")
+
+    page.keyboard.press("v")  # reveal
+    assert page.is_checked("#reveal")
+    assert "blur(0px)" in blur_of(page) or "blur" not in blur_of(page)
+    assert not page.is_visible("[data-veil]")
+
+    page.keyboard.press("?")
+    assert page.is_visible("#shortcuts")
+    page.keyboard.press("Escape")
+    assert not page.is_visible("#shortcuts")
+
+    page.keyboard.press("r")  # reject: choose a reason by number, Enter confirms
+    assert "Pick a reason" in page.text_content("[data-mode-hint]")
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+
+    page.wait_for_url(re.compile(rf"/portal/item/{second.pk}/"))
+    assert "Rejected (Violence)" in page.text_content(".messages")
+    first.refresh_from_db()
+    assert (first.decision, first.decision_reason, first.decided_by.username) == ("rejected", "Violence", "mo")
+    second.refresh_from_db()
+    assert second.claimed_by.username == "mo"
+    assert page.script_errors == []
+
+
+def test_two_moderators_starting_at_the_same_moment_get_different_items(browser, live_server, portal):
+    pages = [open_page(browser, live_server, name) for name in ("mo", "ann")]
+    # Both forms are submitted on the same timer tick, from two sessions.
+    for page in pages:
+        page.evaluate("setTimeout(() => document.querySelector('[data-start]').form.submit(), 400)")
+    urls = []
+    for page in pages:
+        page.wait_for_url(re.compile(r"/portal/item/[0-9a-f-]+/"))
+        urls.append(page.url.split("?")[0])
+    assert urls[0] != urls[1]
+    holders = dict(Submission.objects.filter(claimed_by__isnull=False).values_list("pk", "claimed_by__username"))
+    assert sorted(holders.values()) == ["ann", "mo"]
+    # "Also viewing" when the second moderator opens the first one's item.
+    pages[1].goto(pages[0].url)
+    assert "mo is reviewing this item" in pages[1].text_content("main")
+    assert "Also viewing: mo" in pages[1].text_content("[data-presence-url]")
+
+
+def test_a_lead_sees_the_dashboard_and_a_moderator_does_not(browser, live_server, portal):
+    make_user("boss", "lead")
+    lead_page = open_page(browser, live_server, "boss")
+    lead_page.click("nav.tabs >> text=Dashboard")
+    lead_page.wait_for_url(re.compile(r"/portal/dashboard/"))
+    assert lead_page.is_visible("h1:has-text('Dashboard')")
+    assert portal["project"].name in lead_page.text_content("table.list")  # its backlog row
+
+    moderator_page = open_page(browser, live_server, "mo")
+    assert moderator_page.locator("nav.tabs >> text=Dashboard").count() == 0
+    response = moderator_page.goto(f"{live_server.url}/portal/dashboard/")
+    assert response.status == 403
+    assert "for leads" in moderator_page.text_content("main")
