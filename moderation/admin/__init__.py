@@ -1,3 +1,3 @@
 """Operator admin, one module per area; importing them registers the ModelAdmins."""
 
-from moderation.admin import core, webhooks  # noqa: F401
+from moderation.admin import callbacks, core, partners, projects, queues, submissions, webhooks  # noqa: F401

@@ -1,92 +1,110 @@
-"""Plain admin registrations. Secrets are write-only: the Hive key is never
-rendered back, partner keys exist only as prefix + digest."""
+"""Shared pieces of the operator admin, and the read-only history tables
+(results and audit events). Projects, partners, submissions, callbacks and the
+queues page have their own modules."""
 
 from __future__ import annotations
 
-from django import forms
-from django.contrib import admin
+import json
+import uuid
 
-from moderation.models import ApiKey, AuditEvent, CallbackReceipt, Partner, Project, Result, Submission
+from django.contrib import admin, messages
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
 
+from moderation.admin.paginator import BigTableAdmin
+from moderation.models import AuditEvent, Result
 
-class ProjectForm(forms.ModelForm):
-    hive_api_key = forms.CharField(
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Write-only. Leave blank to keep the current key.",
-    )
-
-    class Meta:
-        model = Project
-        fields = "__all__"
-
-    def clean_hive_api_key(self):
-        value = self.cleaned_data.get("hive_api_key", "").strip()
-        return value or (self.instance.hive_api_key if self.instance.pk else "")
+# Pretty-printing a long video result would make a page of megabytes.
+PRETTY_LIMIT = 200_000
 
 
-@admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
-    form = ProjectForm
-    list_display = ["slug", "name", "endpoint_type", "review_mode", "delivery", "hive_key_hint", "is_active"]
-    list_filter = ["endpoint_type", "review_mode", "delivery", "is_active"]
-    search_fields = ["slug", "name"]
-    prepopulated_fields = {"slug": ["name"]}
+def pretty_json(text: str | None) -> SafeString:
+    """Hive's JSON as sent, indented for reading (key order kept); anything
+    that is not JSON is shown as it came."""
+    if not text:
+        return mark_safe('<span class="quiet">(empty)</span>')
+    try:
+        shown = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        shown = text
+    note = ""
+    if len(shown) > PRETTY_LIMIT:
+        note = f"… cut at {PRETTY_LIMIT:,} of {len(shown):,} characters"
+        shown = shown[:PRETTY_LIMIT]
+    return format_html('<pre class="hp-json">{}</pre>{}', shown, note)
 
 
-class ApiKeyInline(admin.TabularInline):
-    model = ApiKey
-    extra = 0
-    fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["prefix", "created_at", "last_used_at"]
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False  # keys are issued with create_api_key (shown once)
+def parse_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        return None
 
 
-@admin.register(Partner)
-class PartnerAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_active", "created_at"]
-    filter_horizontal = ["projects"]
-    inlines = [ApiKeyInline]
-    search_fields = ["name"]
+def admin_link(obj, text: str | None = None) -> SafeString:
+    if obj is None:
+        return mark_safe('<span class="quiet">—</span>')
+    opts = obj._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, text if text is not None else str(obj))
 
 
-@admin.register(Submission)
-class SubmissionAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "partner", "status", "decision", "media_kind", "created_at"]
-    list_filter = ["status", "decision", "media_kind", "project"]
-    search_fields = ["id", "external_id", "hive_task_id"]
-    list_select_related = ["project", "partner"]
-    raw_id_fields = ["project", "partner", "decided_by", "claimed_by"]
-    show_full_result_count = False
+def report(request: HttpRequest, done: int, skipped: int, verb: str, why: str) -> None:
+    """One message for a bulk action: what was done, what was left and why."""
+    if done:
+        messages.success(request, f"{verb} {done} submission{'s' if done != 1 else ''}.")
+    if skipped:
+        messages.warning(request, f"Left {skipped} submission{'s' if skipped != 1 else ''} alone: {why}.")
+    if not done and not skipped:
+        messages.info(request, "Nothing was selected.")
+
+
+class ReadOnlyMixin:
+    """History is never edited from the admin."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Result)
-class ResultAdmin(admin.ModelAdmin):
-    list_display = ["submission", "source", "top_class", "top_score", "received_at"]
+class ResultAdmin(ReadOnlyMixin, BigTableAdmin):
+    list_display = ["id", "submission", "source", "top_class", "top_score", "hive_task_id", "received_at"]
+    list_filter = ["source", ("received_at", admin.DateFieldListFilter)]
+    list_select_related = ["submission"]
     raw_id_fields = ["submission"]
-    show_full_result_count = False
+    ordering = ["-id"]
+    readonly_fields = ["raw_pretty"]
+    exclude = ["raw"]
 
-
-@admin.register(CallbackReceipt)
-class CallbackReceiptAdmin(admin.ModelAdmin):
-    list_display = ["id", "submission_ref", "authentic", "duplicate", "outcome", "received_at"]
-    list_filter = ["authentic", "duplicate", "outcome"]
-    raw_id_fields = ["submission"]
-    show_full_result_count = False
+    @admin.display(description="Raw result (as Hive sent it)")
+    def raw_pretty(self, obj: Result) -> SafeString:
+        return pretty_json(obj.raw)
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor", "action", "submission", "user", "partner"]
-    list_filter = ["actor", "action"]
+class AuditEventAdmin(ReadOnlyMixin, BigTableAdmin):
+    list_display = ["created_at", "actor", "action", "submission_id", "project", "user", "partner"]
+    list_filter = ["actor", ("created_at", admin.DateFieldListFilter)]
+    list_select_related = ["project", "user", "partner"]
     raw_id_fields = ["submission", "project", "user", "partner"]
-    show_full_result_count = False
+    search_fields = ["action"]
+    search_help_text = "An exact action (e.g. operator.retry) or a submission id."
+    ordering = ["-id"]
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    def get_search_results(self, request, queryset, search_term):
+        """Exact matches only: a substring search would read the whole table."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        submission_id = parse_uuid(term)
+        if submission_id is not None:
+            return queryset.filter(submission_id=submission_id), False
+        return queryset.filter(action=term), False
