@@ -28,6 +28,9 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+bench: install
+	$(BIN)/python bench/run_all.py
+
 faults: install
 	$(BIN)/python -m pytest -m faults tests/faults -s
 

@@ -185,6 +185,11 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["moderation.api.throttling.PartnerRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"partner": API_THROTTLE_RATE},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "moderation.api.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "moderation.api.exceptions.exception_handler",
@@ -233,13 +238,81 @@ if Q_SYNC:
 # --- Pipeline tuning -----------------------------------------------------
 # Calls to Hive in flight per project unless the project sets its own.
 HIVE_DEFAULT_INFLIGHT_LIMIT = env_int("HIVE_INFLIGHT_LIMIT", 10, minimum=1)
+# Minutes a moderator's claim on a review item lasts before others may take it.
+REVIEW_LEASE_MINUTES = env_int("REVIEW_LEASE_MINUTES", 10, minimum=1)
 
 # --- Logging -------------------------------------------------------------
+# JSON lines by default (LOG_FORMAT=text for a terminal). Every line about a
+# submission carries submission_id, project and hive_task_id; secrets are
+# scrubbed from every line (hiveportal/logging.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is not a log format: use json or text.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "hiveportal.logging.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "hiveportal.logging.JsonFormatter"},
+        "text": {"()": "hiveportal.logging.TextFormatter",
+                 "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django_q": {"level": env_str("Q_LOG_LEVEL", "WARNING")}},
 }
+
+# --- Operations: media store, health, metrics (README "Production") ---------
+# Media on local disk (MEDIA_ROOT) unless AWS_STORAGE_BUCKET_NAME names a bucket
+# in an S3-compatible store. The bucket stays private: the portal streams media
+# through its permission-checked view, and any URL the storage hands out is
+# presigned for AWS_QUERYSTRING_EXPIRE seconds. Without AWS_ACCESS_KEY_ID /
+# AWS_SECRET_ACCESS_KEY, boto3's usual chain (instance role, ~/.aws) applies.
+AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME")
+if AWS_STORAGE_BUCKET_NAME:
+    from boto3.s3.transfer import TransferConfig
+    from botocore.config import Config as BotoConfig
+
+    _addressing = env_str("AWS_S3_ADDRESSING_STYLE", "auto")
+    if _addressing not in ("auto", "path", "virtual"):
+        raise ImproperlyConfigured(
+            f"AWS_S3_ADDRESSING_STYLE={_addressing!r} is not an addressing style: use auto, path or virtual.")
+    STORAGES["default"] = {
+        "BACKEND": "moderation.ops.storage.PrivateS3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "endpoint_url": env_url("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("AWS_S3_REGION_NAME") or None,
+            "access_key": env_str("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": env_str("AWS_SECRET_ACCESS_KEY") or None,
+            "location": env_str("AWS_LOCATION"),
+            "default_acl": None,  # objects inherit the private bucket's owner-only access
+            "querystring_auth": True,
+            "querystring_expire": env_int("AWS_QUERYSTRING_EXPIRE", 300, minimum=1),
+            # Names are our own UUIDs: no need for an exists() request per upload.
+            "file_overwrite": True,
+            "client_config": BotoConfig(
+                signature_version="s3v4", s3={"addressing_style": _addressing},
+                connect_timeout=5, read_timeout=60, retries={"max_attempts": 5, "mode": "standard"}),
+            # Multipart upload: 8 MB parts, 4 at a time: at most ~32 MB in memory per upload.
+            "transfer_config": TransferConfig(max_concurrency=4),
+        },
+    }
+
+# A PostgreSQL that does not answer must fail a probe or a request in seconds.
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+
+# /metrics answers only with `Authorization: Bearer <METRICS_TOKEN>`; unset, it
+# is off (except in demo mode, from loopback). See moderation/ops/endpoints.py.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+INSTALLED_APPS += ["django_prometheus"]
+# Request rates and latencies (django-prometheus) wrap everything; /healthz,
+# /readyz and /metrics are answered before host validation and HTTPS redirects.
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "moderation.ops.endpoints.OpsEndpointsMiddleware",
+    *MIDDLEWARE,
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+PROMETHEUS_EXPORT_MIGRATIONS = False

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from moderation.services import callbacks, dispatch, sweep as sweeping
+from moderation.services import webhooks
 
 
 def dispatch_submission(submission_id: str) -> None:
@@ -21,3 +22,18 @@ def process_callback(receipt_id: int) -> None:
 def sweep() -> dict:
     report = sweeping.sweep()
     return {"requeued": len(report.requeued), "overdue": len(report.overdue), "pumps": report.pumps}
+
+
+# --- Partner webhooks (services/webhooks.py) ---------------------------------------
+
+
+def fan_out_webhooks(submission_id: str, event: str, occurred_at: str) -> int:
+    return webhooks.fan_out(submission_id, event, occurred_at)
+
+
+def deliver_webhook(message_id: str, manual: bool = False) -> None:
+    webhooks.deliver(message_id, manual=manual)
+
+
+def drain_webhooks() -> int:
+    return webhooks.scheduled_drain()

@@ -38,17 +38,43 @@ class MessageStatus(models.TextChoices):
     FAILED = "failed", "Failed (gave up)"
 
 
+class WebhookEvent(models.Model):
+    """One partner-visible event, rendered once: every endpoint's message sends
+    this `body`, kept verbatim so every retry is byte-identical. Stored once per
+    event rather than per endpoint, so fanning out to many endpoints writes
+    small rows only."""
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)
+    submission = models.ForeignKey(
+        "moderation.Submission", null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_events"
+    )
+    event_type = models.CharField(max_length=40)
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set once the event's messages exist (one per subscribed endpoint). The
+    # drain creates them as it has room, so a burst of events costs the queue
+    # one small row each and the delivery lane paces itself.
+    fanned_out_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["fanned_out_at", "created_at"], name="webhook_event_fanout_idx")]
+
+    def __str__(self) -> str:
+        return self.id
+
+
 class WebhookMessage(models.Model):
     """One event for one endpoint. Its id is the `webhook-id` header: the same
-    on every retry. `body` is kept as sent so a retry is byte-identical."""
+    on every retry; its body is the event's."""
 
     id = models.CharField(primary_key=True, max_length=40, editable=False)
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="messages")
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="messages")
     submission = models.ForeignKey(
         "moderation.Submission", null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_messages"
     )
     event_type = models.CharField(max_length=40)
-    body = models.TextField()
     status = models.CharField(max_length=12, choices=MessageStatus.choices, default=MessageStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -63,6 +89,10 @@ class WebhookMessage(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+    @property
+    def body(self) -> str:
+        return self.event.body
 
 
 class WebhookDelivery(models.Model):

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django_q.tasks import async_task
 
+from moderation import metrics
 from moderation.hive.errors import HiveError
 from moderation.models import Actor, CallbackReceipt, ReceiptOutcome, ResultSource, Submission
 from moderation.services import audit
@@ -42,6 +43,7 @@ class Refused(Exception):
     """Not authentic: answered 403, nothing changed but the receipt log."""
 
 
+@metrics.callback_received
 def receive(submission_ref: str, token: str, body: bytes, meta: dict) -> CallbackReceipt:
     """Store the receipt, check it, enqueue processing. Raises Refused."""
     text = body.decode("utf-8", errors="replace")
@@ -92,6 +94,7 @@ def _parsed(text: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+@metrics.callback_processing
 def process(receipt_id: int) -> None:
     """Turn a stored, authentic receipt into a result; idempotent."""
     claimed = CallbackReceipt.objects.filter(pk=receipt_id, outcome=ReceiptOutcome.PENDING).update(

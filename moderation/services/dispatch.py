@@ -33,6 +33,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from moderation import metrics
 from moderation.hive.client import Content, HiveClient
 from moderation.hive.errors import HiveError
 from moderation.models import Actor, ContentSource, Delivery, Project, ResultSource, Status, Submission, UrlMirror
@@ -184,6 +185,7 @@ def _refill(project_id: int) -> None:
 
 # --- One call ----------------------------------------------------------------
 
+@metrics.hive_call
 def call_hive(submission: Submission) -> Circuit:
     """One attempt; never raises. Every way out leaves the row in a state the
     sweep or a pump can pick up again. Says what it did to the project's circuit."""
