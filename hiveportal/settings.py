@@ -231,6 +231,11 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+# Partner webhooks on a django-q2 cluster of their own (Procfile `webhooks`), so
+# deliveries take no worker or CPU from submission processing (docs/BENCHMARKS.md).
+WEBHOOK_Q_CLUSTER = env_str("WEBHOOK_Q_CLUSTER", "")
+if WEBHOOK_Q_CLUSTER:
+    Q_CLUSTER["ALT_CLUSTERS"] = {WEBHOOK_Q_CLUSTER: {"workers": env_int("Q_WEBHOOK_WORKERS", 2, minimum=1)}}
 Q_SYNC = env_bool("Q_SYNC", False)
 if Q_SYNC:
     Q_CLUSTER["sync"] = True
