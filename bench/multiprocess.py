@@ -45,6 +45,8 @@ class Scenario:
     latency_ms: int = 20
     callback_delay_ms: int = 20
     senders: int = 16
+    # How soon the sweep re-queues a callback whose processing task died with the worker.
+    callback_stall_seconds: int = 60
     timeout: float = 900
 
 
@@ -87,7 +89,8 @@ def run(scenario: Scenario, *, database_url: str, redis_url: str, s3_endpoint: s
     env = deployment_env(database_url, REDIS_URL=redis_url, **s3_env(s3_endpoint, BUCKET),
                          HIVE_API_URL=simulator_url, HIVE_READ_TIMEOUT=5, HIVE_CONNECT_TIMEOUT=1,
                          Q_WORKERS=scenario.q_workers, METRICS_TOKEN=METRICS_TOKEN,
-                         API_THROTTLE_RATE="1000000/min", PROMETHEUS_MULTIPROC_DIR=log_dir / "metrics")
+                         API_THROTTLE_RATE="1000000/min", PROMETHEUS_MULTIPROC_DIR=log_dir / "metrics",
+                         CALLBACK_STALL_SECONDS=scenario.callback_stall_seconds)
     (log_dir / "metrics").mkdir(exist_ok=True)
     requests.post(f"{simulator_url}/control", json={"reset": True, "latency_ms": scenario.latency_ms,
                                                     "callback_delay_ms": scenario.callback_delay_ms},

@@ -321,3 +321,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# A stored Hive callback still unprocessed after this long lost its task with a
+# dead worker (Redis hands a task out once): the sweep queues it again.
+CALLBACK_STALL_SECONDS = env_int("CALLBACK_STALL_SECONDS", 300, minimum=30)

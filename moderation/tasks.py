@@ -21,7 +21,8 @@ def process_callback(receipt_id: int) -> None:
 
 def sweep() -> dict:
     report = sweeping.sweep()
-    return {"requeued": len(report.requeued), "overdue": len(report.overdue), "pumps": report.pumps}
+    return {"requeued": len(report.requeued), "overdue": len(report.overdue), "pumps": report.pumps,
+            "callbacks_requeued": report.callbacks_requeued}
 
 
 # --- Partner webhooks (services/webhooks.py) ---------------------------------------

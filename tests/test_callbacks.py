@@ -146,3 +146,27 @@ def test_a_deeply_nested_body_is_refused_not_a_500(awaiting, post_callback):
 
 def test_get_is_not_allowed(awaiting, client):
     assert client.get(f"/hive/callback/{awaiting.pk}/{token_for(awaiting.pk)}/").status_code == 405
+
+
+def test_the_sweep_processes_a_callback_whose_task_died_with_its_worker(awaiting, client, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from moderation.services import sweep
+
+    # Stored and acknowledged, but the processing task was lost (no on_commit run here).
+    response = client.post(f"/hive/callback/{awaiting.pk}/{token_for(awaiting.pk)}/",
+                           json.dumps(hive_result("image.json", id="task-1", metadata=str(awaiting.pk))),
+                           content_type="application/json")
+    assert response.status_code == 200
+    receipt = CallbackReceipt.objects.get()
+    assert receipt.outcome == "pending"
+    assert sweep.sweep().callbacks_requeued == 0  # not stalled yet
+    CallbackReceipt.objects.filter(pk=receipt.pk).update(
+        received_at=timezone.now() - timedelta(seconds=settings.CALLBACK_STALL_SECONDS + 1))
+    assert sweep.sweep().callbacks_requeued == 1  # the task runs inline in the suite
+    awaiting.refresh_from_db()
+    assert awaiting.status == Status.COMPLETED
+    assert CallbackReceipt.objects.get().outcome == "processed"
+    assert sweep.sweep().callbacks_requeued == 0

@@ -12,7 +12,7 @@ import pytest
 import requests
 from django.conf import settings as django_settings
 
-from hiveportal.logging import JsonFormatter, TextFormatter, log_context
+from hiveportal.logging import ContextFilter, JsonFormatter, TextFormatter, log_context
 from moderation.hive.simulator.server import start_simulator, stop_simulator
 from moderation.models import Delivery, Status, Submission
 from moderation.services import callbacks, dispatch
@@ -159,7 +159,7 @@ def test_the_text_format_is_redacted_too():
 
 def test_a_secret_bound_to_the_context_is_scrubbed_only_inside_it():
     formatter = JsonFormatter()
-    handler_filter = __import__("hiveportal.logging", fromlist=["ContextFilter"]).ContextFilter()
+    handler_filter = ContextFilter()
 
     def emit(message: str) -> dict:
         record = logging.LogRecord("x", logging.INFO, __file__, 1, message, (), None)

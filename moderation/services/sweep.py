@@ -7,10 +7,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from django_q.tasks import async_task
 
-from moderation.models import Actor, Project, Status, Submission
+from moderation.models import Actor, CallbackReceipt, Project, ReceiptOutcome, Status, Submission
 from moderation.services import audit
 from moderation.services.dispatch import enqueue_pump, inflight_limit
 
@@ -24,11 +26,13 @@ class SweepReport:
     requeued: list[str] = field(default_factory=list)
     overdue: list[str] = field(default_factory=list)
     pumps: dict[str, int] = field(default_factory=dict)
+    callbacks_requeued: int = 0
 
 
 def sweep() -> SweepReport:
     report = SweepReport()
     _take_back_expired_leases(report)
+    _requeue_stalled_callbacks(report)
     _flag_overdue_callbacks(report)
     _wake_projects(report)
     return report
@@ -47,6 +51,20 @@ def _take_back_expired_leases(report: SweepReport) -> None:
             report.requeued.append(str(pk))
     if report.requeued:
         logger.warning("took back %d submissions from dead workers", len(report.requeued))
+
+
+def _requeue_stalled_callbacks(report: SweepReport) -> None:
+    """A stored, authentic callback still pending lost its task (Redis hands a
+    task out once; its worker died). Processing is idempotent: queue it again."""
+    cutoff = timezone.now() - timedelta(seconds=settings.CALLBACK_STALL_SECONDS)
+    stalled = CallbackReceipt.objects.filter(
+        outcome=ReceiptOutcome.PENDING, authentic=True, received_at__lt=cutoff,
+    ).filter(Q(processed_at__isnull=True) | Q(processed_at__lt=cutoff))
+    for pk in stalled.values_list("pk", flat=True)[:BATCH]:
+        async_task("moderation.tasks.process_callback", pk)
+        report.callbacks_requeued += 1
+    if report.callbacks_requeued:
+        logger.warning("queued %d stalled callbacks again", report.callbacks_requeued)
 
 
 def _flag_overdue_callbacks(report: SweepReport) -> None:
