@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 
 # Demo mode: simulator mounted, demo users allowed, plain HTTP on loopback.
-DEMO_ENV := HIVE_SIMULATOR=1 ALLOW_PRIVATE_URLS=1 DJANGO_DEBUG=$${DJANGO_DEBUG:-1} \
+DEMO_ENV := HIVE_SIMULATOR=1 ALLOW_PRIVATE_URLS=1 DJANGO_DEBUG=$${DJANGO_DEBUG:-1} LOG_FORMAT=text \
 	PORTAL_BASE_URL=$${PORTAL_BASE_URL:-http://127.0.0.1:$(PORT)}
 
 .PHONY: install demo test faults bench clean

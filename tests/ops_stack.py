@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -248,16 +249,22 @@ def start_worker(name: str, env: dict[str, str], log_dir: Path) -> Process:
     return Process(name, [sys.executable, "manage.py", "qcluster"], env, log_dir)
 
 
-def stop_all(processes: list[Process]) -> None:
-    """SIGTERM to every process group at once, then wait for each: a django-q2
-    cluster takes seconds to wind down, and they may as well do it together."""
+def stop_all(processes: list[Process], grace: float = 10) -> None:
+    """SIGTERM to every process group at once, SIGKILL to what still runs after
+    `grace` seconds (gunicorn waits for idle keep-alive connections, a django-q2
+    cluster for its queued tasks: neither matters once a test is over)."""
     for process in processes:
         try:
             os.killpg(process.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+    deadline = time.monotonic() + grace
     for process in processes:
-        process.stop()
+        try:
+            process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        process.stop(signal.SIGKILL if process.popen.poll() is None else signal.SIGTERM)
 
 
 def read_log(log_dir: Path, name: str, tail: int = 4000) -> str:
