@@ -24,19 +24,14 @@ import requests
 from django.conf import settings
 
 from bench.common import Process, free_port
+from tests.stack import wait_for
 
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "hiveportal-test", "AWS_SECRET_ACCESS_KEY": "hiveportal-test-secret-0123456789"}
 S3_REGION = "us-east-1"
 
 
 def wait_until(predicate, timeout: float = 30, interval: float = 0.1, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+    return wait_for(predicate, timeout=timeout, interval=interval, message=message)
 
 
 def _answers(url: str) -> bool:
