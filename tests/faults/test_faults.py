@@ -2,24 +2,28 @@
 
 - a worker killed with SIGKILL in the middle of a batch, then restarted;
 - Hive (the standalone simulator) down for a minute;
-- a storm of 429s.
+- a storm of 429s;
+- Hive's callbacks re-sent, forged, and late from another task, all at once.
 Each ends with every submission completed exactly once.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 from django.db.models import Count
 from django_q.models import Schedule
 
-from moderation.models import AuditEvent, Partner, Project, Result, Status, Submission
+from moderation.models import AuditEvent, CallbackReceipt, Partner, Project, Result, Status, Submission
+from moderation.services.callbacks import token_for
 from moderation.services.keys import issue_key
 from tests.conftest import REPO
 from tests.stack import free_port, start_stack, wait_for
@@ -83,10 +87,10 @@ def rig(django_db_blocker, tmp_path):
     stack.stop()
 
 
-def send(stack, session, count: int) -> list[str]:
+def send(stack, session, count: int, slug: str = "faults") -> list[str]:
     ids = []
     for n in range(count):
-        response = session.post(f"{stack.base_url}/api/v1/projects/faults/submissions/",
+        response = session.post(f"{stack.base_url}/api/v1/projects/{slug}/submissions/",
                                 json={"text_data": f"message number {n}"}, timeout=30)
         assert response.status_code == 202, response.text
         ids.append(response.json()["id"])
@@ -146,3 +150,47 @@ def test_a_429_storm_completes_without_a_tight_retry_loop(rig):
     # 20 s at most, not hundreds.
     assert refused <= 30, refused
     print(f"{refused} calls answered 429 during a 20 s storm")
+
+
+def test_resent_forged_and_late_callbacks_never_make_a_second_result(rig):
+    stack, simulator, session = rig
+    project = Project.objects.create(slug="faults-async", name="Faults async", endpoint_type="text", delivery="async",
+                                     hive_api_key="sim-text-faults-async")
+    Partner.objects.get(name="faults").projects.add(project)
+    simulator.control(callback_delay_ms=100)
+    ids = send(stack, session, 60, slug="faults-async")
+    wait_for(lambda: completed(ids) == len(ids), timeout=120, interval=0.5, message="Hive's callbacks")
+    first = {str(r.submission_id): r.body for r in CallbackReceipt.objects.filter(submission_id__in=ids)}
+    assert len(first) == len(ids)
+
+    def post(submission_id, body, token=None):
+        url = f"{stack.base_url}/hive/callback/{submission_id}/{token or token_for(submission_id)}/"
+        return requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=30).status_code
+
+    def hostile(i_and_id):
+        i, submission_id = i_and_id
+        body = json.loads(first[submission_id])
+        other = ids[(i + 1) % len(ids)]
+        late = {**json.loads(first[other]), "metadata": submission_id}  # a stray task's result, after ours
+        return {
+            "resent": [post(submission_id, first[submission_id]),
+                       post(submission_id, json.dumps({**body, "resent_by": "manual",
+                                                       "resent_on": "2026-11-29T00:00:00Z"}))],
+            "late": [post(submission_id, json.dumps({**late, "id": f"late-{i}"}))],
+            "forged": [post(submission_id, first[submission_id], token=token_for(other)),
+                       post(other, first[submission_id])],
+        }
+
+    with ThreadPoolExecutor(8) as pool:  # all at once, through the web processes
+        answers = list(pool.map(hostile, enumerate(ids)))
+    assert {code for a in answers for code in a["resent"] + a["late"]} == {200}
+    assert {code for a in answers for code in a["forged"]} == {403}
+    receipts = CallbackReceipt.objects.filter(submission_id__in=ids)
+    wait_for(lambda: not receipts.filter(authentic=True, outcome="pending").exists(), timeout=60,
+             message="the queue to process every receipt")
+    assert_each_completed_once(ids)
+    routed = AuditEvent.objects.filter(action="decision.routed", submission_id__in=ids).values("submission_id")
+    assert routed.count() == len(ids)
+    assert receipts.filter(authentic=True, duplicate=False).count() == len(ids)
+    print(f"{len(ids)} submissions: {3 * len(ids)} re-sent or late callbacks and {2 * len(ids)} forged ones, "
+          "one result each")
