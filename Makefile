@@ -31,8 +31,14 @@ test: install
 bench: install
 	$(BIN)/python bench/run_all.py
 
+# The moderators' race needs PostgreSQL: that file runs again against a
+# throwaway test_hiveportal_faults (pytest-django creates and drops it; Django
+# connects through the `postgres` database, so hiveportal_faults need not exist).
+FAULTS_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/hiveportal_faults
+
 faults: install
 	$(BIN)/python -m pytest -m faults tests/faults -s
+	DATABASE_URL=$(FAULTS_DATABASE_URL) $(BIN)/python -m pytest -m faults tests/faults/test_moderators.py -s
 
 clean:
 	rm -rf var/test-*.sqlite3 .pytest_cache

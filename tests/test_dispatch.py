@@ -163,6 +163,17 @@ def test_the_in_flight_limit_holds(project, partner):
     assert Submission.objects.filter(status=Status.PROCESSING).count() == 2
 
 
+def test_a_task_arriving_while_every_slot_is_busy_leaves_its_item_to_the_slot_pumps(hive, project, partner):
+    hive.add(responses.POST, SYNC, body=IMAGE_RESULT, status=200)
+    Project.objects.filter(pk=project.pk).update(inflight_limit=1)
+    busy = dispatch.claim(project.pk, submit(project, partner).pk).submission
+    waiting = submit(project, partner)
+    dispatch.dispatch_submission(waiting.pk)
+    assert reload(waiting).status == Status.QUEUED and len(hive.calls) == 0
+    dispatch.pump(project.pk, busy)  # the slot's pump goes on to the waiting item
+    assert reload(waiting).status == Status.COMPLETED and len(hive.calls) == 2
+
+
 def test_items_are_claimed_oldest_first(project, partner):
     old = submit(project, partner)
     submit(project, partner)

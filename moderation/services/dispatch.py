@@ -142,8 +142,17 @@ def claim(project_id: int, submission_id=None) -> Claim:
 # --- Task bodies -------------------------------------------------------------
 
 def dispatch_submission(submission_id) -> None:
-    project_id = Submission.objects.filter(pk=submission_id).values_list("project_id", flat=True).first()
-    if project_id is None:
+    row = (Submission.objects.filter(pk=submission_id)
+           .values_list("project_id", "status", "project__inflight_limit").first())
+    if row is None or row[1] != Status.QUEUED:
+        return  # gone, or a redelivered task for a row already taken
+    project_id, _, limit = row
+    # A batch enqueues a task per item, most of them while every slot is busy.
+    # Those end here without the project lock (which every claim and every
+    # slot's next claim waits for): a slot's pump takes their items in turn.
+    inflight = Submission.objects.filter(project_id=project_id, status=Status.PROCESSING,
+                                         lease_until__gt=timezone.now()).count()
+    if inflight >= (limit or settings.HIVE_DEFAULT_INFLIGHT_LIMIT):
         return
     first = claim(project_id, submission_id)
     if first.submission is not None:
