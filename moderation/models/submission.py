@@ -122,6 +122,16 @@ class Submission(models.Model):
             models.Index(fields=["partner", "external_id"], name="sub_external_id_idx"),
             # Admin / queue pages by project and status.
             models.Index(fields=["project", "status", "created_at"], name="sub_project_status_idx"),
+            # Portal: the review queue, its j/k neighbours, claim-next and the dashboard's
+            # backlog filter decision, status and project together. SQLite's statistics are
+            # averages (no skew): without this it took sub_project_status_idx and read every
+            # completion of the project, not knowing how few are pending.
+            models.Index(fields=["decision", "status", "project", "created_at"], name="sub_review_queue_idx"),
+            # Portal: "Mine" and claim-next's held item; live claims only (NULL otherwise).
+            models.Index(fields=["claimed_by", "claimed_until"], condition=Q(claimed_by__isnull=False),
+                         name="sub_claimed_idx"),
+            # Portal: "Recently decided", newest first, and its j/k neighbours.
+            models.Index(fields=["decided_at", "id"], name="sub_decided_idx"),
         ]
 
     def __str__(self) -> str:

@@ -550,8 +550,13 @@ def neighbours(user, name: str, submission: Submission) -> tuple[Submission | No
     if value is None:
         return None, None
     qs = queue_queryset(user, name).exclude(pk=submission.pk)
-    after = Q(**{f"{field_name}__gt": value}) | Q(**{field_name: value, "id__gt": submission.pk})
-    before = Q(**{f"{field_name}__lt": value}) | Q(**{field_name: value, "id__lt": submission.pk})
+    # (field, id) past this item's. The plain bound on the field (implied by the OR)
+    # is what makes it one index range read in queue order up to the first row: with
+    # the OR alone SQLite collected the whole queue on that side and sorted it.
+    after = Q(**{f"{field_name}__gte": value}) & (
+        Q(**{f"{field_name}__gt": value}) | Q(**{field_name: value, "id__gt": submission.pk}))
+    before = Q(**{f"{field_name}__lte": value}) & (
+        Q(**{f"{field_name}__lt": value}) | Q(**{field_name: value, "id__lt": submission.pk}))
     if spec.order.startswith("-"):
         after, before = before, after
     nxt = qs.filter(after).first()
