@@ -204,6 +204,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The Error body, and the 401/429 every authenticated operation can answer.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "moderation.api.schema.add_common_errors"],
 }
 
 # --- Background queue (django-q2) ---------------------------------------

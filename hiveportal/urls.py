@@ -11,5 +11,8 @@ urlpatterns = [
     path("hive/callback/<str:submission_id>/<str:token>/", hive_callback, name="hive-callback"),
 ]
 
+# Unrouted paths under /api/ answer JSON, not Django's HTML page.
+handler404 = "moderation.api.exceptions.page_not_found"
+
 if settings.HIVE_SIMULATOR:
     urlpatterns.append(path("simulator/", include("moderation.hive.simulator.urls")))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -26,9 +28,18 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+# How much of a refused Content-Type the 415 quotes back: DRF quotes it whole,
+# and a client may send 64 KB of it.
+MAX_QUOTED_MEDIA_TYPE = 100
+
+
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge({"body": [str(exc) or "Request body too large."]})
+    if isinstance(exc, exceptions.UnsupportedMediaType) and "request" in context:
+        media_type = context["request"].content_type or ""
+        if len(media_type) > MAX_QUOTED_MEDIA_TYPE:
+            exc = exceptions.UnsupportedMediaType(media_type[:MAX_QUOTED_MEDIA_TYPE] + "...")
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -41,3 +52,12 @@ def exception_handler(exc, context):
 
 def field_error(field: str, message: str, status_code: int = 400) -> Response:
     return Response({field: [message]}, status=status_code)
+
+
+def page_not_found(request, exception):
+    """handler404: a path under /api/ that matches no route (a slug with a
+    character a slug cannot have, an id that is not a UUID) answers JSON like
+    every other API error; the portal keeps its HTML page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from moderation.hive.rules import MEDIA_KINDS
 from moderation.models import Project, Result, Submission
 
 
@@ -37,6 +38,8 @@ class SubmissionSerializer(serializers.ModelSerializer):
     results = ResultSerializer(many=True, read_only=True)
     error = serializers.SerializerMethodField()
     decision = serializers.CharField(allow_null=True)
+    # Blank until known: a URL submission's kind is learnt only if the portal mirrors the file.
+    media_kind = serializers.ChoiceField(choices=MEDIA_KINDS, allow_blank=True, read_only=True)
 
     class Meta:
         model = Submission

@@ -7,9 +7,8 @@ import json
 from django.core.files.uploadhandler import FileUploadHandler
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -17,7 +16,9 @@ from rest_framework.views import APIView
 
 from moderation.api.exceptions import Conflict, PayloadTooLarge
 from moderation.api.filters import SubmissionFilter
+from moderation.api.pagination import TimestampCursorPagination
 from moderation.api.parsers import SafeJSONParser
+from moderation.api.schema import error
 from moderation.api.serializers import ProjectSerializer, SubmissionCreateSerializer, SubmissionSerializer
 from moderation.models import Project, Result, Submission
 from moderation.services import idempotency, intake
@@ -46,14 +47,21 @@ class SizeLimitHandler(FileUploadHandler):
     """Stops an upload as soon as it passes MAX_UPLOAD_MB, even without a
     Content-Length (chunked), before it fills the disk."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, handlers: list):
         super().__init__()
         self.limit = limit
         self.seen = 0
+        self.handlers = handlers
 
     def receive_data_chunk(self, raw_data, start):
         self.seen += len(raw_data)
         if self.seen > self.limit:
+            # Django closes only the files it finished; the one being written (a
+            # temporary file on disk past FILE_UPLOAD_MAX_MEMORY_SIZE) would stay
+            # until garbage collection.
+            for handler in self.handlers:
+                if getattr(handler, "file", None) is not None:
+                    handler.file.close()
             raise PayloadTooLarge({"media": [f"The file is larger than the {self.limit // 2**20} MB limit."]})
         return raw_data
 
@@ -73,15 +81,16 @@ class SubmissionCreate(APIView):
             length = 0
         if length > limit + 64 * 1024:  # room for the multipart envelope
             raise PayloadTooLarge({"body": [f"The request is larger than the {limit // 2**20} MB limit."]})
-        request.upload_handlers.insert(0, SizeLimitHandler(limit))
+        handlers = request.upload_handlers
+        handlers.insert(0, SizeLimitHandler(limit, handlers))
 
     @extend_schema(
         request={"multipart/form-data": SubmissionCreateSerializer, "application/json": SubmissionCreateSerializer},
-        responses={202: SubmissionSerializer, 400: OpenApiResponse(description="Invalid field (named in the body)"),
-                   404: OpenApiResponse(description="No such project for this partner"),
-                   409: OpenApiResponse(description="Idempotency-Key conflict"),
-                   413: OpenApiResponse(description="Too large"),
-                   415: OpenApiResponse(description="Media kind not accepted by the project")},
+        responses={202: SubmissionSerializer, 400: error("Invalid field (named in the body)"),
+                   404: error("No such project for this partner"),
+                   409: error("Idempotency-Key conflict"),
+                   413: error("Too large"),
+                   415: error("Media kind not accepted by the project")},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
     )
     def post(self, request, slug: str):
@@ -114,19 +123,26 @@ class SubmissionCreate(APIView):
             if conflict.in_flight:
                 response["Retry-After"] = "1"
             return response
-        body = json.loads(JSONRenderer().render(SubmissionSerializer(submission).data))
-        if key:
-            idempotency.complete(partner, key, status.HTTP_202_ACCEPTED, body)
+        # A new submission has no results yet: spare the serializer that query.
+        submission._prefetched_objects_cache = {"results": Result.objects.none()}
+        body = SubmissionSerializer(submission).data
+        if key:  # the replay stores the body as JSON exactly as it was sent
+            idempotency.complete(partner, key, status.HTTP_202_ACCEPTED, json.loads(JSONRenderer().render(body)))
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
-class SubmissionCursor(CursorPagination):
+class SubmissionCursor(TimestampCursorPagination):
     ordering = "-created_at"
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
 
 
+@extend_schema_view(get=extend_schema(responses={
+    200: SubmissionSerializer(many=True),
+    400: error("Invalid filter value (named in the body)"),
+    404: error("Invalid cursor"),
+}))
 class SubmissionList(generics.ListAPIView):
     serializer_class = SubmissionSerializer
     pagination_class = SubmissionCursor
@@ -136,6 +152,8 @@ class SubmissionList(generics.ListAPIView):
         return partner_submissions(self.request.user)
 
 
+@extend_schema_view(get=extend_schema(responses={200: SubmissionSerializer,
+                                                 404: error("No such submission for this partner")}))
 class SubmissionDetail(generics.RetrieveAPIView):
     serializer_class = SubmissionSerializer
     lookup_field = "pk"

@@ -7,12 +7,14 @@ Every queryset starts from the partner's own endpoints; anything else is a 404.
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
-from rest_framework.pagination import CursorPagination
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from moderation.api.pagination import TimestampCursorPagination
+from moderation.api.schema import error
 from moderation.models import WebhookDelivery, WebhookEndpoint
 from moderation.services import webhooks
 
@@ -93,7 +95,7 @@ class EndpointList(APIView):
     @extend_schema(
         tags=TAG, request=EndpointCreateSerializer, summary="Register a webhook endpoint",
         responses={201: EndpointCreatedSerializer,
-                   400: OpenApiResponse(description="Invalid `url` or `events` (named in the body)")},
+                   400: error("Invalid `url` or `events` (named in the body)")},
     )
     def post(self, request):
         data = json_object(request)
@@ -109,13 +111,13 @@ class EndpointList(APIView):
 
 
 class EndpointDetail(APIView):
-    @extend_schema(tags=TAG, responses={200: EndpointSerializer, 404: OpenApiResponse(description="Not yours")})
+    @extend_schema(tags=TAG, responses={200: EndpointSerializer, 404: error("Not yours")})
     def get(self, request, pk):
         return Response(EndpointSerializer(get_object_or_404(partner_endpoints(request.user), pk=pk)).data)
 
     @extend_schema(tags=TAG, request=EndpointUpdateSerializer, summary="Change or re-enable an endpoint",
-                   responses={200: EndpointSerializer, 400: OpenApiResponse(description="Invalid field"),
-                              404: OpenApiResponse(description="Not yours")})
+                   responses={200: EndpointSerializer, 400: error("Invalid field"),
+                              404: error("Not yours")})
     def patch(self, request, pk):
         endpoint = get_object_or_404(partner_endpoints(request.user), pk=pk)
         data = json_object(request)
@@ -131,7 +133,7 @@ class EndpointDetail(APIView):
         return Response(EndpointSerializer(endpoint).data)
 
     @extend_schema(tags=TAG, summary="Delete an endpoint (and its delivery log)",
-                   responses={204: None, 404: OpenApiResponse(description="Not yours")})
+                   responses={204: None, 404: error("Not yours")})
     def delete(self, request, pk):
         webhooks.delete_endpoint(get_object_or_404(partner_endpoints(request.user), pk=pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -147,8 +149,8 @@ class RotateSecret(APIView):
                 "secret": serializers.CharField(),
                 "previous_secret_expires_at": serializers.DateTimeField(allow_null=True),
             }),
-            400: OpenApiResponse(description="Invalid overlap_hours"),
-            404: OpenApiResponse(description="Not yours"),
+            400: error("Invalid overlap_hours"),
+            404: error("Not yours"),
         },
     )
     def post(self, request, pk):
@@ -166,7 +168,7 @@ class RotateSecret(APIView):
         return response
 
 
-class DeliveryCursor(CursorPagination):
+class DeliveryCursor(TimestampCursorPagination):
     ordering = ("-attempted_at", "-id")
     page_size = 50
     page_size_query_param = "page_size"
@@ -178,7 +180,10 @@ class DeliveryList(generics.ListAPIView):
     pagination_class = DeliveryCursor
     filter_backends: list = []
 
-    @extend_schema(tags=TAG, summary="The endpoint's delivery log, newest first", parameters=[
+    @extend_schema(tags=TAG, summary="The endpoint's delivery log, newest first", responses={
+        200: DeliverySerializer(many=True), 400: error("Invalid `webhook_id`"),
+        404: error("Not yours, or an invalid cursor"),
+    }, parameters=[
         OpenApiParameter("webhook_id", str, description="Only the attempts of this message (`webhook-id`)."),
         OpenApiParameter("success", bool, description="Only successful (true) or failed (false) attempts."),
     ])
@@ -190,6 +195,8 @@ class DeliveryList(generics.ListAPIView):
         deliveries = (WebhookDelivery.objects.filter(message__endpoint=endpoint)
                       .select_related("message"))
         if webhook_id := self.request.query_params.get("webhook_id"):
+            if "\x00" in webhook_id:  # PostgreSQL compares no text holding a NUL
+                raise ValidationError({"webhook_id": ["Must not contain the NUL character (\\u0000)."]})
             deliveries = deliveries.filter(message_id=webhook_id)
         success = self.request.query_params.get("success")
         if success in ("true", "false"):
@@ -203,8 +210,8 @@ class Redeliver(APIView):
         description="Queues one more attempt of the delivery's message, with the same `webhook-id`.",
         responses={202: inline_serializer("Redelivery", {"webhook_id": serializers.CharField(),
                                                          "queued": serializers.BooleanField()}),
-                   404: OpenApiResponse(description="Not yours"),
-                   409: OpenApiResponse(description="The endpoint is disabled")},
+                   404: error("Not yours"),
+                   409: error("The endpoint is disabled")},
     )
     def post(self, request, pk, delivery_id: int):
         endpoint = get_object_or_404(partner_endpoints(request.user), pk=pk)

@@ -118,9 +118,16 @@ def _url(value: Any) -> str:
     return value
 
 
+# PostgreSQL stores no NUL character in text or JSON (SQLite does): refused here
+# as a 400 naming the field, not a database error.
+NUL_MESSAGE = "Must not contain the NUL character (\\u0000)."
+
+
 def _text(value: Any, limit: int) -> str:
     if not isinstance(value, str):
         raise IntakeError(TEXT_FIELD, "Expected a string.")
+    if "\x00" in value:
+        raise IntakeError(TEXT_FIELD, NUL_MESSAGE)
     if not value.strip():
         raise IntakeError(TEXT_FIELD, "The text is empty.")
     if len(value) > limit:
@@ -142,7 +149,25 @@ def _metadata(value: Any) -> dict:
         raise IntakeError("metadata", f"Nested more than {MAX_METADATA_DEPTH} levels deep.")
     if len(json.dumps(value)) > MAX_METADATA_BYTES:
         raise IntakeError("metadata", f"At most {MAX_METADATA_BYTES // 1024} KB of JSON.")
+    if _has_nul(value):
+        raise IntakeError("metadata", NUL_MESSAGE)
     return value
+
+
+def _has_nul(value: Any) -> bool:
+    """A NUL in any key or string of the JSON value (already depth-checked)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _depth(value: Any) -> int:
@@ -167,6 +192,8 @@ def _external_id(data: Any) -> str:
     value = str(value)
     if len(value) > MAX_EXTERNAL_ID:
         raise IntakeError("external_id", f"At most {MAX_EXTERNAL_ID} characters.")
+    if "\x00" in value:
+        raise IntakeError("external_id", NUL_MESSAGE)
     return value
 
 

@@ -159,6 +159,9 @@ def _copy_body(response: requests.Response, dest: BinaryIO, max_bytes: int) -> i
 
 def _split(url: str) -> tuple[str, int]:
     """(host, port) of an http(s) URL, or UnsafeURL."""
+    # urlsplit drops tabs and newlines silently and keeps NUL; no HTTP client sends any of them.
+    if any(ord(c) < 0x20 or c == "\x7f" for c in url):
+        raise UnsafeURL("the URL contains a control character")
     try:
         parts = urlsplit(url)
         port = parts.port
