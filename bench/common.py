@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import http.client
+import math
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -114,3 +120,142 @@ def workdir(name: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=f"hiveportal-{name}-"))
     (path / "media").mkdir()
     return path
+
+
+# --- Shared by the HTTP benchmarks (intake_bench.py, callbacks_bench.py) ------------------
+
+
+def throwaway_backends(db: str, name: str, redis_db: int) -> tuple[str | None, str | None]:
+    """(DATABASE_URL, REDIS_URL): None, None for SQLite + ORM broker; for postgres a fresh
+    database `name` and Redis db `redis_db` on loopback, flushed."""
+    if db != "postgres":
+        return None, None
+    database_url = fresh_postgres(name)
+    redis_url = f"redis://127.0.0.1:6379/{redis_db}"
+    import redis
+
+    redis.from_url(redis_url).flushdb()
+    return database_url, redis_url
+
+
+def start_gunicorn(env: dict, logdir: Path, *, workers: int = 2, threads: int = 8, name: str = "web",
+                   settings: str = "bench.settings") -> tuple[Process, str]:
+    """The product's gunicorn as production starts it (gunicorn.conf.py, read from the
+    repository root): `workers` processes x `threads` threads on a free loopback port.
+    bench.settings adds the bare comparison views (bench/urls.py). Access log off: it
+    costs every request the same and only adds noise."""
+    port = free_port()
+    env = {**env, "DJANGO_SETTINGS_MODULE": settings, "GUNICORN_BIND": f"127.0.0.1:{port}",
+           "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads), "GUNICORN_ACCESS_LOG": "0"}
+    process = Process(name, [PYTHON, "-m", "gunicorn", "hiveportal.wsgi"], env, logdir)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/healthz")
+    except RuntimeError:
+        process.stop()
+        raise RuntimeError(f"gunicorn did not come up; see {logdir / (name + '.log')}") from None
+    return process, url
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), nearest rank: a value that was actually measured."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Sent:
+    """What one burst of requests did: per-request latencies (s), status counts, wall time."""
+
+    latencies: list[float] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # of each latency, in the same order
+    codes: list[int] = field(default_factory=list)  # status of each, in the same order
+    statuses: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies)
+
+    def only(self, predicate) -> "Sent":
+        """The requests whose path satisfies `predicate`, over the same wall time."""
+        kept = [row for row in zip(self.latencies, self.paths, self.codes) if predicate(row[1])]
+        return Sent(latencies=[row[0] for row in kept], paths=[row[1] for row in kept],
+                    codes=[row[2] for row in kept], statuses=Counter(row[2] for row in kept), seconds=self.seconds)
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, other: "Sent") -> None:
+        self.latencies += other.latencies
+        self.paths += other.paths
+        self.codes += other.codes
+        self.statuses.update(other.statuses)
+        self.seconds += other.seconds
+
+
+def post_all(base_url: str, requests_: list[tuple[str, bytes, dict]], threads: int, rate: float = 0) -> Sent:
+    """POST every (path, body, headers) from `threads` client threads, each with its own
+    keep-alive connection (http.client: little client CPU per request, on a machine the
+    server shares). Bodies are built by the caller beforehand. A transport error counts
+    as status 0.
+
+    rate = 0: as fast as the threads go (a closed loop: throughput). rate > 0: request
+    i is due at i / rate seconds (an open loop, like traffic that does not wait for us),
+    and its latency counts from when it was due, so time it spent waiting for a free
+    client thread counts too (no "coordinated omission")."""
+    parts = urlsplit(base_url)
+    host, port = parts.hostname, parts.port
+    sent = Sent()
+    next_index = iter(range(len(requests_))).__next__
+    lock = threading.Lock()
+    begin = time.perf_counter()
+
+    def client() -> None:
+        connection = http.client.HTTPConnection(host, port, timeout=120)
+        while True:
+            with lock:
+                try:
+                    index = next_index()
+                except StopIteration:
+                    break
+            path, body, headers = requests_[index]
+            started = time.perf_counter()
+            if rate > 0:
+                started = begin + index / rate
+                time.sleep(max(0.0, started - time.perf_counter()))
+            try:
+                connection.request("POST", path, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+                if response.will_close:
+                    connection.close()
+            except (http.client.HTTPException, OSError):
+                status = 0
+                connection.close()
+            latency = time.perf_counter() - started
+            with lock:
+                sent.latencies.append(latency)
+                sent.paths.append(path)
+                sent.codes.append(status)
+                sent.statuses[status] += 1
+        connection.close()
+
+    workers = [threading.Thread(target=client, daemon=True) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    sent.seconds = time.perf_counter() - begin
+    return sent
+
+
+def abba(rounds: int) -> list[str]:
+    """Round order A B B A A B B A ...: drift over the run (a warming cache, a growing
+    table, a neighbour's load) falls on both sides alike."""
+    return [("AB" if i % 2 == 0 else "BA")[j] for i in range(rounds) for j in range(2)]

@@ -19,10 +19,14 @@ PYTHON = sys.executable
 
 # (measure, command): ratios measured side by side in one run.
 BENCHMARKS = [
+    ("intake, SQLite + ORM broker", ["bench/intake_bench.py", "--db", "sqlite"]),
+    ("intake, PostgreSQL + Redis", ["bench/intake_bench.py", "--db", "postgres"]),
     ("client memory, 500 MB video", ["bench/client_memory.py"]),
     ("end-to-end memory, 500 MB video (web + worker)", ["bench/memory_bench.py"]),
     ("dispatch, SQLite + ORM broker", ["bench/dispatch.py", "--db", "sqlite"]),
     ("dispatch, PostgreSQL + Redis", ["bench/dispatch.py", "--db", "postgres"]),
+    ("callbacks, SQLite + ORM broker", ["bench/callbacks_bench.py", "--db", "sqlite"]),
+    ("callbacks, PostgreSQL + Redis", ["bench/callbacks_bench.py", "--db", "postgres"]),
     ("webhooks fan-out to 1,000 endpoints", ["bench/webhooks_bench.py"]),
     ("admin and portal at 1k vs 1M submissions", ["bench/admin_bench.py"]),
 ]

@@ -232,6 +232,8 @@ Q_CLUSTER = {
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
+    # One Redis client per process, not one per enqueue (moderation/ops/broker.py).
+    Q_CLUSTER["broker_class"] = "moderation.ops.broker.SharedRedis"
 else:
     Q_CLUSTER["orm"] = "default"
 # Partner webhooks on a django-q2 cluster of their own (Procfile `webhooks`), so

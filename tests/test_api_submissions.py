@@ -3,6 +3,7 @@ nothing is stored or queued for it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -69,6 +70,19 @@ def test_an_image_upload_is_accepted_and_queued(api, visual, media_samples, djan
     assert submission.media_kind == "image"
     assert submission.media.name.endswith(f"{submission.pk}.jpg")
     assert len(callbacks) == 1  # the dispatch task, enqueued on commit
+
+
+@pytest.mark.parametrize("spooled", [False, True], ids=["in memory", "spooled to disk"])
+def test_the_stored_sha256_is_the_uploaded_files(api, visual, media_samples, settings, spooled):
+    if spooled:
+        settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 100  # the upload goes to a temporary file
+    data = (media_samples / "sample.jpg").read_bytes()
+    response = post(api, "pics", {"media": SimpleUploadedFile("x.jpg", data)})
+    assert response.status_code == 202, response.content
+    submission = Submission.objects.get()
+    assert submission.sha256 == hashlib.sha256(data).hexdigest()
+    with submission.media.open("rb") as stored:
+        assert stored.read() == data
 
 
 def test_a_lying_file_name_does_not_decide_the_kind(api, visual, media_samples):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from django.core.files.uploadhandler import FileUploadHandler
@@ -45,15 +46,23 @@ class ProjectList(generics.ListAPIView):
 
 class SizeLimitHandler(FileUploadHandler):
     """Stops an upload as soon as it passes MAX_UPLOAD_MB, even without a
-    Content-Length (chunked), before it fills the disk."""
+    Content-Length (chunked), before it fills the disk; and takes each file's
+    sha256 as its bytes stream past, so nothing reads the file a second time
+    to hash it (a 4 MB upload spooled to disk was read back whole)."""
 
     def __init__(self, limit: int, handlers: list):
         super().__init__()
         self.limit = limit
         self.seen = 0
         self.handlers = handlers
+        self.sha256: dict = {}  # field name -> hashlib.sha256(); repeated fields are refused
+
+    def new_file(self, field_name, *args, **kwargs):
+        super().new_file(field_name, *args, **kwargs)
+        self.sha256[field_name] = hashlib.sha256()
 
     def receive_data_chunk(self, raw_data, start):
+        self.sha256[self.field_name].update(raw_data)
         self.seen += len(raw_data)
         if self.seen > self.limit:
             # Django closes only the files it finished; the one being written (a
@@ -82,7 +91,8 @@ class SubmissionCreate(APIView):
         if length > limit + 64 * 1024:  # room for the multipart envelope
             raise PayloadTooLarge({"body": [f"The request is larger than the {limit // 2**20} MB limit."]})
         handlers = request.upload_handlers
-        handlers.insert(0, SizeLimitHandler(limit, handlers))
+        self.upload_check = SizeLimitHandler(limit, handlers)
+        handlers.insert(0, self.upload_check)
 
     @extend_schema(
         request={"multipart/form-data": SubmissionCreateSerializer, "application/json": SubmissionCreateSerializer},
@@ -101,6 +111,8 @@ class SubmissionCreate(APIView):
             return Response({"Idempotency-Key": [f"1 to {MAX_IDEMPOTENCY_KEY} characters."]}, status=400)
         try:
             content = intake.parse_input(request.data, request.FILES, project)
+            if content.media is not None and intake.MEDIA_FIELD in self.upload_check.sha256:
+                content.sha256 = self.upload_check.sha256[intake.MEDIA_FIELD].hexdigest()
             if key:
                 digest = idempotency.fingerprint(
                     project=project.slug, sha256=intake.digest(content), field=content.content_field,

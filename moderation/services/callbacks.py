@@ -65,9 +65,8 @@ def receive(submission_ref: str, token: str, body: bytes, meta: dict) -> Callbac
         logger.warning("callback refused", extra={"submission_ref": submission_ref[:64], "reason": problem})
         raise Refused(problem)
     receipt.hive_task_id = str(body_json.get("id", ""))[:100]
-    with transaction.atomic():
-        receipt.save()
-        transaction.on_commit(lambda: async_task("moderation.tasks.process_callback", receipt.pk))
+    receipt.save()  # committed (autocommit) before the task that reads it is enqueued
+    transaction.on_commit(lambda: async_task("moderation.tasks.process_callback", receipt.pk))
     return receipt
 
 
@@ -75,7 +74,7 @@ def _authenticate(submission_ref: str, token: str, body: dict) -> tuple[Submissi
     if not constant_time_compare(token, token_for(submission_ref)):
         return None, "bad token"
     try:
-        submission = Submission.objects.get(pk=uuid.UUID(submission_ref))
+        submission = Submission.objects.only("pk").get(pk=uuid.UUID(submission_ref))
     except (ValueError, Submission.DoesNotExist):
         return None, "no such submission"
     if not body:
