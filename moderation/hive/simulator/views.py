@@ -65,26 +65,35 @@ def task_async(request: HttpRequest) -> JsonResponse:
 def _task(request: HttpRequest, mode: str) -> JsonResponse:
     if request.method != "POST":
         return hive_error(405, "Method not allowed: task endpoints take POST")
+    started = time.monotonic()
     state.count_call(mode)
-    latency = state.control()["latency_ms"]
-    if latency:
-        time.sleep(latency / 1000)
+    latency = state.control()["latency_ms"] / 1000
+    response, callbacks = _answer(request, mode)
+    # Hive answers `latency_ms` after the call arrives: the simulator's own work
+    # (parsing, building the result) is part of that time, not added to it.
+    time.sleep(max(0.0, started + latency - time.monotonic()))
+    if callbacks:
+        state.send_callbacks(*callbacks)  # after the ack is due, as before
+    return response
+
+
+def _answer(request: HttpRequest, mode: str) -> tuple[JsonResponse, tuple | None]:
+    """The response, and for an accepted async task (callback URL, bodies) to send."""
     injected = state.injected_error()
     if injected:
-        return hive_error(injected)
+        return hive_error(injected), None
     try:
         sub = _read_submission(request, mode)
     except SimError as exc:
         state.count_rejected()
-        return hive_error(exc.status, exc.message)
+        return hive_error(exc.status, exc.message), None
     result = engine.build_result(sub, str(uuid.uuid4()), timezone.now())
     if mode == "sync":
-        return JsonResponse(result)
+        return JsonResponse(result), None
     bodies = [result]
     if sub.project.review and engine.succeeded(result):
         bodies.append(engine.with_review(sub, result, timezone.now()))
-    state.send_callbacks(sub.callback_url, bodies)
-    return JsonResponse(engine.async_ack(result))
+    return JsonResponse(engine.async_ack(result)), (sub.callback_url, bodies)
 
 
 def _read_submission(request: HttpRequest, mode: str) -> Submission:
