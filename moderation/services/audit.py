@@ -19,12 +19,36 @@ def record(
     partner=None,
     **data: Any,
 ) -> AuditEvent:
+    event = event_for(action, actor=actor, submission=submission, submission_id=submission_id, project=project,
+                      project_id=project_id, user=user, partner=partner, **data)
+    event.save(force_insert=True)
+    return event
+
+
+def record_many(*events: AuditEvent) -> list[AuditEvent]:
+    """Several events of one step in one INSERT (the dispatch path writes two
+    per completion); build each with `event_for`."""
+    return AuditEvent.objects.bulk_create(events)
+
+
+def event_for(
+    action: str,
+    *,
+    actor: str = Actor.SYSTEM,
+    submission=None,
+    submission_id=None,
+    project=None,
+    project_id=None,
+    user=None,
+    partner=None,
+    **data: Any,
+) -> AuditEvent:
     if submission is not None:
         submission_id = submission.pk
         project_id = project_id or submission.project_id
     if project is not None:
         project_id = project.pk
-    return AuditEvent.objects.create(
+    return AuditEvent(
         action=action,
         actor=actor,
         submission_id=submission_id,

@@ -122,21 +122,22 @@ def claim(project_id: int, submission_id=None) -> Claim:
         due = queued.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         if submission_id is not None:
             due = due.filter(pk=submission_id)
-        pk = due.order_by("created_at").values_list("pk", flat=True).first()
-        if pk is None:
+        submission = due.order_by("created_at").select_related("project").first()
+        if submission is None:
             upcoming = queued.filter(next_attempt_at__gt=now).order_by("next_attempt_at")
             upcoming = upcoming.values_list("next_attempt_at", flat=True).first()
             return Claim(None, (upcoming - now).total_seconds() if upcoming else None)
-        claimed = Submission.objects.filter(pk=pk, status=Status.QUEUED).update(
-            status=Status.PROCESSING,
-            lease_until=now + timedelta(seconds=lease_seconds()),
-            attempts=F("attempts") + 1,
-            next_attempt_at=None,
-            dispatched_at=now,
-        )
+        taken = dict(status=Status.PROCESSING, lease_until=now + timedelta(seconds=lease_seconds()),
+                     next_attempt_at=None, dispatched_at=now)
+        claimed = Submission.objects.filter(pk=submission.pk, status=Status.QUEUED).update(
+            attempts=F("attempts") + 1, **taken)
         if not claimed:
             return Claim(None)
-    return Claim(Submission.objects.select_related("project").get(pk=pk))
+    # The row as claimed, without reading it again: only this claim changed it.
+    for name, value in taken.items():
+        setattr(submission, name, value)
+    submission.attempts += 1
+    return Claim(submission)
 
 
 # --- Task bodies -------------------------------------------------------------

@@ -105,12 +105,14 @@ def _complete(submission: Submission, normalised: Normalised) -> None:
         "status", "completed_at", "lease_until", "next_attempt_at", "error", "error_code", "scores",
         "top_class", "top_score", "hive_task_id", "decision", "decision_source", "decided_at", "updated_at",
     ])
-    audit.record("result.received", actor=Actor.HIVE, submission=submission,
-                 top_class=submission.top_class, top_score=submission.top_score, task_id=normalised.task_id,
-                 failed_entries=normalised.failed_entries)
-    audit.record("decision.routed", submission=submission, decision=routed.decision,
-                 triggered=routed.triggered, thresholds=project.thresholds,
-                 model_version=normalised.model_version)
+    audit.record_many(
+        audit.event_for("result.received", actor=Actor.HIVE, submission=submission,
+                        top_class=submission.top_class, top_score=submission.top_score, task_id=normalised.task_id,
+                        failed_entries=normalised.failed_entries),
+        audit.event_for("decision.routed", submission=submission, decision=routed.decision,
+                        triggered=routed.triggered, thresholds=project.thresholds,
+                        model_version=normalised.model_version),
+    )
     logger.info("submission completed", extra={"submission_id": str(submission.pk), "project": project.slug,
                                               "hive_task_id": submission.hive_task_id, "decision": routed.decision})
     notify.submission_changed(submission.pk, notify.COMPLETED)
