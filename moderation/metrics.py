@@ -103,17 +103,13 @@ def callback_received(func: Callable) -> Callable:
 
 
 def callback_processing(func: Callable) -> Callable:
-    """Wraps `callbacks.process(receipt_id)`: binds the receipt's submission,
-    project and Hive task id to the log lines of its processing."""
+    """Wraps `callbacks.process(receipt_id)`: a log context of its own, so the
+    ids the processing binds once it has read the receipt (submission,
+    project, Hive task) end with it and never reach the worker's next task."""
 
     @functools.wraps(func)
     def wrapper(receipt_id, *args, **kwargs):
-        from moderation.models import CallbackReceipt
-
-        ids = (CallbackReceipt.objects.filter(pk=receipt_id)
-               .values_list("submission_id", "submission__project__slug", "hive_task_id").first())
-        submission_id, project, task_id = ids or (None, None, None)
-        with log_context(submission_id=submission_id, project=project, hive_task_id=task_id):
+        with log_context(callback_receipt_id=receipt_id):
             return func(receipt_id, *args, **kwargs)
 
     return wrapper

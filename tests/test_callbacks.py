@@ -72,6 +72,22 @@ def test_another_submissions_token_is_refused(awaiting, make_project, partner, p
     assert not Result.objects.exists()
 
 
+def test_a_callback_for_a_submission_deleted_meanwhile_is_logged_and_changes_nothing(awaiting, post_callback):
+    body = hive_result("image.json", id="task-1", metadata=str(awaiting.pk))
+    Submission.objects.filter(pk=awaiting.pk).delete()
+    response = post_callback(awaiting, body)
+    assert response.status_code == 200  # authentic (our token): Hive need not send it again
+    receipt = CallbackReceipt.objects.get()
+    assert receipt.outcome == "rejected" and receipt.outcome_detail == "no such submission"
+    assert not receipt.authentic and receipt.submission_id is None
+    assert not Result.objects.exists()
+
+
+def test_the_worker_links_the_receipt_to_its_submission(awaiting, post_callback):
+    post_callback(awaiting, hive_result("image.json", id="task-1", metadata=str(awaiting.pk)))
+    assert CallbackReceipt.objects.get().submission_id == awaiting.pk
+
+
 def test_a_body_naming_another_submission_is_refused(awaiting, post_callback):
     response = post_callback(awaiting, hive_result("image.json", metadata="11111111-2222-3333-4444-555555555555"))
     assert response.status_code == 403

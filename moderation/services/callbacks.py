@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django_q.tasks import async_task
 
+from hiveportal.logging import bind as log_fields
 from moderation import metrics
 from moderation.hive.errors import HiveError
 from moderation.models import Actor, CallbackReceipt, ReceiptOutcome, ResultSource, Submission
@@ -54,35 +55,49 @@ def receive(submission_ref: str, token: str, body: bytes, meta: dict) -> Callbac
         remote_addr=meta.get("REMOTE_ADDR") or None,
     )
     body_json = _parsed(text)
-    submission, problem = _authenticate(submission_ref, token, body_json)
-    receipt.submission = submission
+    problem = _authenticate(submission_ref, token, body_json)
     receipt.authentic = problem is None
     if problem:
+        receipt.submission_id = _existing(submission_ref) if problem != BAD_TOKEN else None
         receipt.outcome = ReceiptOutcome.REJECTED
         receipt.outcome_detail = problem
         receipt.processed_at = timezone.now()
         receipt.save()
         logger.warning("callback refused", extra={"submission_ref": submission_ref[:64], "reason": problem})
         raise Refused(problem)
+    # No lookup on the way in: the token proves we issued this id, and the
+    # worker links the receipt to its submission (or finds it was deleted).
     receipt.hive_task_id = str(body_json.get("id", ""))[:100]
     receipt.save()  # committed (autocommit) before the task that reads it is enqueued
     transaction.on_commit(lambda: async_task("moderation.tasks.process_callback", receipt.pk))
     return receipt
 
 
-def _authenticate(submission_ref: str, token: str, body: dict) -> tuple[Submission | None, str | None]:
+BAD_TOKEN = "bad token"
+
+
+def _authenticate(submission_ref: str, token: str, body: dict) -> str | None:
+    """Why the callback is not authentic, or None. Only the URL's token (an
+    HMAC of the id under our secret) and the body's own naming of the id."""
     if not constant_time_compare(token, token_for(submission_ref)):
-        return None, "bad token"
+        return BAD_TOKEN
     try:
-        submission = Submission.objects.only("pk").get(pk=uuid.UUID(submission_ref))
-    except (ValueError, Submission.DoesNotExist):
-        return None, "no such submission"
+        submission_id = uuid.UUID(submission_ref)
+    except ValueError:
+        return "no such submission"
     if not body:
-        return submission, "body is not a JSON result object"
+        return "body is not a JSON result object"
     metadata = body.get("metadata")
-    if metadata not in (None, "") and str(metadata) != str(submission.pk):
-        return submission, f"metadata {str(metadata)[:64]!r} does not name this submission"
-    return submission, None
+    if metadata not in (None, "") and str(metadata) != str(submission_id):
+        return f"metadata {str(metadata)[:64]!r} does not name this submission"
+    return None
+
+
+def _existing(submission_ref: str):
+    try:
+        return Submission.objects.filter(pk=uuid.UUID(submission_ref)).values_list("pk", flat=True).first()
+    except ValueError:
+        return None
 
 
 def _parsed(text: str) -> dict:
@@ -99,10 +114,16 @@ def process(receipt_id: int) -> None:
     claimed = CallbackReceipt.objects.filter(pk=receipt_id, outcome=ReceiptOutcome.PENDING).update(
         processed_at=timezone.now()
     )
-    receipt = CallbackReceipt.objects.select_related("submission__project").get(pk=receipt_id)
-    if not claimed or receipt.outcome != ReceiptOutcome.PENDING or receipt.submission is None:
+    receipt = CallbackReceipt.objects.get(pk=receipt_id)
+    if not claimed or receipt.outcome != ReceiptOutcome.PENDING:
         return
-    submission = receipt.submission
+    submission = Submission.objects.select_related("project").filter(
+        pk=receipt.submission_id or receipt.submission_ref).first()
+    if submission is None:  # deleted since Hive was called
+        _finish(receipt, ReceiptOutcome.REJECTED, "no such submission", authentic=False)
+        return
+    receipt.submission_id = submission.pk  # linked by _finish
+    log_fields(submission_id=submission.pk, project=submission.project.slug, hive_task_id=receipt.hive_task_id)
     result = _parsed(receipt.body)
     try:
         normalised = normalise_for(submission.project, result)
@@ -113,15 +134,15 @@ def process(receipt_id: int) -> None:
     outcome = record_result(submission.pk, raw=receipt.body, result=result, normalised=normalised,
                             source=ResultSource.CALLBACK, received_at=receipt.received_at)
     if outcome is Recorded.DUPLICATE:
-        CallbackReceipt.objects.filter(pk=receipt.pk).update(duplicate=True)
-        _finish(receipt, ReceiptOutcome.DUPLICATE, "a result with this content was already recorded")
+        _finish(receipt, ReceiptOutcome.DUPLICATE, "a result with this content was already recorded", duplicate=True)
     else:
         _finish(receipt, ReceiptOutcome.PROCESSED, outcome.value)
 
 
-def _finish(receipt: CallbackReceipt, outcome: str, detail: str) -> None:
+def _finish(receipt: CallbackReceipt, outcome: str, detail: str, **fields) -> None:
     CallbackReceipt.objects.filter(pk=receipt.pk).update(
-        outcome=outcome, outcome_detail=detail[:2000], processed_at=timezone.now()
+        outcome=outcome, outcome_detail=detail[:2000], processed_at=timezone.now(),
+        submission_id=receipt.submission_id, **fields,
     )
 
 
