@@ -10,6 +10,10 @@ from rest_framework.test import APIClient
 from moderation.models import Delivery, Partner, Project, ReviewMode
 from moderation.services.keys import issue_key
 
+# The `receiver` fixture (a partner's webhook endpoint) for every test module;
+# the simulator's tests define a `receiver` of their own, which wins there.
+pytest_plugins = ["tests.webhook_receiver"]
+
 REPO = Path(__file__).resolve().parent.parent
 # CI clones main with a copy of shared/ beside it, as in the workspace.
 MEDIA_SAMPLES = REPO.parent / "shared" / "media-samples"

@@ -28,7 +28,6 @@ from moderation.models import (
 )
 from moderation.services import notify, webhooks
 from tests.conftest import MEDIA_SAMPLES
-from tests.test_webhooks_delivery import Receiver
 
 SUBMIT = "/api/v1/projects/{slug}/submissions/"
 
@@ -46,13 +45,6 @@ def assert_json_error(response, status: int, field: str | None = None) -> dict:
 
 
 # --- (a) Another partner's objects: a 404 everywhere, and nothing changed ---------------------------
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @dataclass

@@ -42,7 +42,6 @@ from schemathesis.specs.openapi.checks import (
 from moderation.models import Partner, Result, Status, Submission, WebhookDelivery
 from moderation.services import notify, webhooks
 from moderation.services.keys import issue_key
-from tests.test_webhooks_delivery import Receiver
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
@@ -125,13 +124,6 @@ def one_connection_per_test():
     yield
     signals.request_started.connect(close_old_connections)
     signals.request_finished.connect(close_old_connections)
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture

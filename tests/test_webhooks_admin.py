@@ -8,14 +8,7 @@ from django.contrib.auth.models import User
 
 from moderation.models import Status, Submission, WebhookDelivery, WebhookEndpoint, WebhookMessage
 from moderation.services import notify, webhooks
-from tests.test_webhooks_delivery import Receiver, Reply
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
+from tests.webhook_receiver import Reply
 
 
 @pytest.fixture

@@ -12,14 +12,7 @@ from rest_framework.test import APIClient
 from moderation.models import AuditEvent, Partner, Status, Submission, WebhookDelivery, WebhookEndpoint
 from moderation.services import notify, safe_http, webhooks
 from moderation.services.keys import issue_key
-from tests.test_webhooks_delivery import Receiver, Reply
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
+from tests.webhook_receiver import Receiver, Reply
 
 
 @pytest.fixture

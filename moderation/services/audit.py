@@ -7,20 +7,9 @@ from typing import Any
 from moderation.models import Actor, AuditEvent
 
 
-def record(
-    action: str,
-    *,
-    actor: str = Actor.SYSTEM,
-    submission=None,
-    submission_id=None,
-    project=None,
-    project_id=None,
-    user=None,
-    partner=None,
-    **data: Any,
-) -> AuditEvent:
-    event = event_for(action, actor=actor, submission=submission, submission_id=submission_id, project=project,
-                      project_id=project_id, user=user, partner=partner, **data)
+def record(action: str, **fields: Any) -> AuditEvent:
+    """Write one event now; `fields` as for `event_for`."""
+    event = event_for(action, **fields)
     event.save(force_insert=True)
     return event
 
