@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
+from moderation.hive.simulator.server import start_simulator, stop_simulator
 from moderation.models import Delivery, Partner, Project, ReviewMode
 from moderation.services.keys import issue_key
 
@@ -59,3 +60,11 @@ def api(api_key) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {api_key}")
     return client
+
+
+@pytest.fixture(scope="module")
+def simulator() -> str:
+    """The Hive simulator on a loopback port, one per test module; its URL."""
+    server, url = start_simulator()
+    yield url
+    stop_simulator(server)

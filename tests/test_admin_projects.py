@@ -10,17 +10,9 @@ import logging
 import pytest
 from django.contrib.admin.models import LogEntry
 
-from moderation.hive.simulator.server import start_simulator, stop_simulator
 from moderation.models import AuditEvent, Project, Submission
 
 SECRET = "sim-visual-Zq8XSECRETunique7731kq"
-
-
-@pytest.fixture(scope="module")
-def simulator():
-    server, url = start_simulator(port=0)
-    yield url
-    stop_simulator(server)
 
 
 @pytest.fixture

@@ -15,16 +15,8 @@ from moderation.hive.client import Content, HiveClient
 from moderation.hive.errors import HiveError
 from moderation.hive.normalise import normalise
 from moderation.hive.rules import ENDPOINT_RULES
-from moderation.hive.simulator.server import start_simulator, stop_simulator
 
 SEVERITY = {"text", "speech"}
-
-
-@pytest.fixture(scope="module")
-def simulator():
-    server, url = start_simulator()
-    yield url
-    stop_simulator(server)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,6 @@ import requests
 from django.conf import settings as django_settings
 
 from hiveportal.logging import ContextFilter, JsonFormatter, TextFormatter, log_context
-from moderation.hive.simulator.server import start_simulator, stop_simulator
 from moderation.models import Delivery, Status, Submission
 from moderation.services import callbacks, dispatch
 from tests.conftest import FIXTURES
@@ -31,13 +30,6 @@ def log_output():
 
 def lines(buffer: io.StringIO) -> list[dict]:
     return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def simulator():
-    server, url = start_simulator()
-    yield url
-    stop_simulator(server)
 
 
 @pytest.fixture

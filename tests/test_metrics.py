@@ -11,7 +11,6 @@ import requests
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from moderation.hive.simulator.server import start_simulator, stop_simulator
 from moderation.models import Delivery, Status, Submission
 from moderation.services import callbacks, dispatch
 from tests.conftest import FIXTURES
@@ -38,13 +37,6 @@ def scrape(scraper: Client) -> dict[tuple, float]:
 
 def value(samples: dict, name: str, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-@pytest.fixture(scope="module")
-def simulator():
-    server, url = start_simulator()
-    yield url
-    stop_simulator(server)
 
 
 @pytest.fixture

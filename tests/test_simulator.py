@@ -15,16 +15,13 @@ from django.test import Client, override_settings
 from django.urls import clear_url_caches
 
 from moderation.hive.simulator.engine import VISUAL_HEADS
-from moderation.hive.simulator.server import start_simulator, stop_simulator
 
 VISUAL_TYPES = ("visual", "ocr", "logo", "scene", "face")
 
 
 @pytest.fixture(scope="module")
-def sim_url():
-    server, url = start_simulator(port=0)
-    yield url
-    stop_simulator(server)
+def sim_url(simulator):
+    return simulator
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,6 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.test import Client
 
-from moderation.hive.simulator.server import start_simulator, stop_simulator
 from moderation.models import Result, Status, Submission
 from moderation.services import dispatch
 from tests.conftest import FIXTURES
@@ -56,13 +55,6 @@ def visual(make_project, partner):
     project = make_project("pics", hive_api_key="sim-visual-s3")
     partner.projects.add(project)
     return project
-
-
-@pytest.fixture(scope="module")
-def simulator():
-    server, url = start_simulator()
-    yield url
-    stop_simulator(server)
 
 
 def stored_bytes(moto: MotoServer, name: str) -> bytes:
