@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from moderation.api.serializers import SubmissionSerializer, submission_json
 from moderation.models import Partner, Submission
 from moderation.services.keys import issue_key
 
@@ -70,6 +72,44 @@ def test_an_image_upload_is_accepted_and_queued(api, visual, media_samples, djan
     assert submission.media_kind == "image"
     assert submission.media.name.endswith(f"{submission.pk}.jpg")
     assert len(callbacks) == 1  # the dispatch task, enqueued on commit
+
+
+def test_the_202_body_is_the_submission_as_get_shows_it(api, visual, media_samples):
+    created = post(api, "pics", {"media": upload(media_samples / "sample.png"), "external_id": "p-2",
+                                 "metadata": json.dumps({"k": [1, 2]})})
+    assert created.status_code == 202, created.content
+    shown = api.get(f"/api/v1/submissions/{created.json()['id']}/").json()
+    assert created.json() == shown
+
+
+def test_submissions_rendered_at_once_on_many_threads_each_get_their_own_body(visual, partner):
+    """The 202 and webhook bodies come from one serializer per thread (submission_json)."""
+    submissions = [Submission.objects.create(project=visual, partner=partner, external_id=f"t-{i}", source="url",
+                                             url=f"https://example.com/{i}.jpg", metadata={"i": i})
+                   for i in range(24)]
+    for submission in submissions:  # no query from the threads (each would open a connection)
+        submission._prefetched_objects_cache = {"results": []}
+    start = threading.Barrier(8)
+    rendered: dict[str, dict] = {}
+    differed = []
+
+    def render(chunk):
+        start.wait()
+        for _ in range(20):
+            for submission in chunk:
+                body = submission_json(submission)
+                if rendered.setdefault(str(submission.pk), body) != body:
+                    differed.append(body)
+
+    threads = [threading.Thread(target=render, args=(submissions[i::8],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not differed
+    assert {body["external_id"]: body["metadata"]["i"] for body in rendered.values()} == {
+        f"t-{i}": i for i in range(24)}
+    assert all(rendered[str(s.pk)] == SubmissionSerializer(s).data for s in submissions)
 
 
 @pytest.mark.parametrize("spooled", [False, True], ids=["in memory", "spooled to disk"])

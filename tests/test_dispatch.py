@@ -9,10 +9,14 @@ from datetime import timedelta
 
 import pytest
 import responses
+from django.db import transaction
 from django.utils import timezone
+from django_q.conf import Conf
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
 
 from moderation.models import AuditEvent, Project, Result, Status, Submission
-from moderation.services import dispatch, sweep
+from moderation.services import dispatch, intake, sweep
 from tests.conftest import FIXTURES
 
 HIVE = "https://hive.test"
@@ -301,3 +305,28 @@ def test_the_sweep_wakes_projects_with_due_work(project, partner, django_capture
     report = sweep.sweep()
     assert woken == [project.pk]
     assert report.pumps == {"pics": 1}
+
+
+@pytest.fixture
+def orm_broker(settings, monkeypatch):
+    """The embedded deployment's queue: django-q2's ORM broker in our database, tasks not run inline."""
+    monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(Conf, "ORM", "default")
+    monkeypatch.setattr(Conf, "BROKER_CLASS", None)
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "orm": "default", "sync": False}
+
+
+def queued_tasks() -> list[tuple[str, tuple]]:
+    tasks = [SignedPackage.loads(row.payload) for row in OrmQ.objects.all()]
+    return [(task["func"], task["args"]) for task in tasks]
+
+
+def test_on_the_orm_broker_a_submission_and_its_task_commit_together(orm_broker, project, partner):
+    content = intake.SubmissionInput(url="https://cdn.example.com/a.jpg")
+    with pytest.raises(RuntimeError), transaction.atomic():  # the request fails after the insert
+        intake.create_submission(partner, project, content)
+        raise RuntimeError
+    assert not Submission.objects.exists() and queued_tasks() == []
+
+    submission = intake.create_submission(partner, project, intake.SubmissionInput(url="https://cdn.example.com/a.jpg"))
+    assert queued_tasks() == [("moderation.tasks.dispatch_submission", (str(submission.pk),))]

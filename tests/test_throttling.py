@@ -7,10 +7,12 @@ import threading
 from types import SimpleNamespace
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 
 from moderation.api import throttling
 from moderation.api.throttling import PartnerRateThrottle
+from moderation.ops.broker import shared_client
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +81,15 @@ def test_refused_requests_take_no_room(monkeypatch, clock):
     assert [cls().allow_request(request(), None) for _ in range(5)] == [True, True, False, False, False]
     clock.t += 60 + 31  # half of the previous minute has slid out: one request's room
     assert [cls().allow_request(request(), None) for _ in range(2)] == [True, False]
+
+
+def test_on_redis_each_window_counter_expires_and_is_read_by_the_cache_api(monkeypatch, clock):
+    if not isinstance(caches["default"], RedisCache):
+        pytest.skip("the one-round-trip counter is Redis's (this run's cache is not Redis)")
+    cls = throttle("5/min", monkeypatch)
+    assert all(cls().allow_request(request(), None) for _ in range(3))
+    key = cache.make_and_validate_key(f"throttle:partner:1:{int(clock.t // 60)}")
+    assert 60 < shared_client().ttl(key) <= 120  # gone once the next window no longer looks back at it
+    assert cache.get(f"throttle:partner:1:{int(clock.t // 60)}") == 3
+    clock.t += 60  # next window: the three still weigh on it, fully at its start
+    assert [cls().allow_request(request(), None) for _ in range(3)] == [True, True, False]

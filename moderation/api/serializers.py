@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -53,6 +55,21 @@ class SubmissionSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_error(self, submission: Submission) -> str | None:
         return submission.error or None
+
+
+_built = threading.local()
+
+
+def submission_json(submission: Submission) -> dict:
+    """`SubmissionSerializer(submission).data`, from a serializer built once per
+    thread. A ModelSerializer builds its fields by introspecting the model each
+    time it is instantiated, which cost more than rendering the submission (the
+    202 of every upload and every webhook body render one). The fields keep no
+    state between calls; a thread's own copy needs no lock."""
+    serializer = getattr(_built, "submission", None)
+    if serializer is None:
+        serializer = _built.submission = SubmissionSerializer()
+    return serializer.to_representation(submission)
 
 
 class SubmissionCreateSerializer(serializers.Serializer):

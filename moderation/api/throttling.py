@@ -9,6 +9,9 @@ INCR), and the rate is estimated over a sliding window from this window's count
 and the previous window's, weighted by how much of it still overlaps (the
 estimate Cloudflare describes for its rate limiting). Refused requests are not
 counted, like DRF's.
+
+On Redis the count takes one round trip (a pipeline of SET NX, INCR and GET);
+through Django's cache API it took four (its incr is EXISTS then INCR).
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ from __future__ import annotations
 import math
 import time
 
-from django.core.cache import cache
+from django.conf import settings
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
+
+from moderation.ops.broker import shared_client
 
 DURATIONS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -44,14 +51,27 @@ class PartnerRateThrottle(BaseThrottle):
         now = time.time()
         window, into = divmod(now, self.window)
         key = f"throttle:{self.scope}:{request.user.pk}:{int(window)}"
-        count = self._incr(key)
-        previous = cache.get(f"throttle:{self.scope}:{request.user.pk}:{int(window) - 1}", 0)
+        count, previous = self._count(key, f"throttle:{self.scope}:{request.user.pk}:{int(window) - 1}")
         overlap = 1 - into / self.window
         if previous * overlap + count <= self.limit:
             return True
         cache.decr(key)  # a refused request takes no room
         self.retry_after = self._seconds_until_room(count, previous, into)
         return False
+
+    def _count(self, key: str, previous_key: str) -> tuple[int, int]:
+        """This window's count, this request included, and the previous window's."""
+        if settings.REDIS_URL and isinstance(caches["default"], RedisCache):
+            # shared_client() is the cache's Redis: settings use one REDIS_URL for both.
+            # Stored as Django's cache stores an int (plain digits), so cache.get and
+            # cache.decr read these keys, and cache.clear() empties them.
+            pipe = shared_client().pipeline(transaction=False)
+            pipe.set(cache.make_and_validate_key(key), 0, ex=self.window * 2, nx=True)
+            pipe.incr(cache.make_and_validate_key(key))
+            pipe.get(cache.make_and_validate_key(previous_key))
+            _, count, previous = pipe.execute()
+            return count, int(previous or 0)
+        return self._incr(key), cache.get(previous_key, 0)
 
     def _incr(self, key: str) -> int:
         try:

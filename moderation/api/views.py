@@ -20,7 +20,9 @@ from moderation.api.filters import SubmissionFilter
 from moderation.api.pagination import TimestampCursorPagination
 from moderation.api.parsers import SafeJSONParser
 from moderation.api.schema import error
-from moderation.api.serializers import ProjectSerializer, SubmissionCreateSerializer, SubmissionSerializer
+from moderation.api.serializers import (
+    ProjectSerializer, SubmissionCreateSerializer, SubmissionSerializer, submission_json,
+)
 from moderation.models import Project, Result, Submission
 from moderation.services import idempotency, intake
 
@@ -136,8 +138,8 @@ class SubmissionCreate(APIView):
                 response["Retry-After"] = "1"
             return response
         # A new submission has no results yet: spare the serializer that query.
-        submission._prefetched_objects_cache = {"results": Result.objects.none()}
-        body = SubmissionSerializer(submission).data
+        submission._prefetched_objects_cache = {"results": []}
+        body = submission_json(submission)
         if key:  # the replay stores the body as JSON exactly as it was sent
             idempotency.complete(partner, key, status.HTTP_202_ACCEPTED, json.loads(JSONRenderer().render(body)))
         return Response(body, status=status.HTTP_202_ACCEPTED)

@@ -82,7 +82,21 @@ def backoff(attempt: int, base: float, cap: float) -> float:
 # --- Enqueueing ------------------------------------------------------------
 
 def enqueue(submission_id) -> None:
-    transaction.on_commit(lambda: async_task("moderation.tasks.dispatch_submission", str(submission_id)))
+    """Queue the submission's dispatch once the caller's transaction commits.
+
+    With the ORM broker in the same database (the embedded default) the task row
+    is written inside that transaction instead: it commits with the submission or
+    not at all, and SQLite, which has one writer, takes its write lock once per
+    submission instead of twice. Redis cannot join the transaction; in sync mode
+    the task would run inside it."""
+    def send():
+        async_task("moderation.tasks.dispatch_submission", str(submission_id))
+
+    cluster = settings.Q_CLUSTER
+    if cluster.get("orm") == "default" and not cluster.get("sync") and transaction.get_connection().in_atomic_block:
+        send()
+    else:
+        transaction.on_commit(send)
 
 
 def enqueue_pump(project_id: int) -> None:

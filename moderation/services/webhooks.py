@@ -51,7 +51,7 @@ from django_q.tasks import async_task
 from rest_framework.renderers import JSONRenderer
 from standardwebhooks import Webhook
 
-from moderation.api.serializers import SubmissionSerializer
+from moderation.api.serializers import submission_json
 from moderation.models import (
     Actor,
     MessageStatus,
@@ -295,7 +295,7 @@ def _fan_out_next() -> bool:
 
 def render_body(submission: Submission, event: str, occurred_at: str) -> str:
     """`{type, timestamp, data}`, `data` exactly as GET /api/v1/submissions/<id>/ shows it."""
-    payload = {"type": event, "timestamp": occurred_at, "data": SubmissionSerializer(submission).data}
+    payload = {"type": event, "timestamp": occurred_at, "data": submission_json(submission)}
     return JSONRenderer().render(payload).decode("utf-8")
 
 
