@@ -330,3 +330,6 @@ PROMETHEUS_EXPORT_MIGRATIONS = False
 # A stored Hive callback still unprocessed after this long lost its task with a
 # dead worker (Redis hands a task out once): the sweep queues it again.
 CALLBACK_STALL_SECONDS = env_int("CALLBACK_STALL_SECONDS", 300, minimum=30)
+# Partner webhook history (events, messages, attempts) older than this is deleted
+# hourly once nothing is left to deliver (services/retention.py).
+WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 30, minimum=1)

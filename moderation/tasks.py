@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from moderation.services import callbacks, dispatch, sweep as sweeping
-from moderation.services import webhooks
+from moderation.services import retention, webhooks
 
 
 def dispatch_submission(submission_id: str) -> None:
@@ -38,3 +38,7 @@ def deliver_webhook(message_id: str, manual: bool = False) -> None:
 
 def drain_webhooks() -> int:
     return webhooks.scheduled_drain()
+
+
+def prune_webhooks() -> int:
+    return retention.prune_webhooks()

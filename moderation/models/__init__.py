@@ -14,11 +14,12 @@ from moderation.models.submission import (
     Status,
     Submission,
 )
-from moderation.models.webhook import MessageStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage
+from moderation.models.webhook import MessageStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent, WebhookMessage
 
 __all__ = [
     "Actor", "ApiKey", "AppendOnlyError", "AuditEvent", "CallbackReceipt", "ContentSource",
     "Decision", "DecisionSource", "Delivery", "EndpointType", "IdempotencyRecord", "MessageStatus",
     "ModeratorPreference", "Partner", "Project", "ReceiptOutcome", "Result", "ResultSource", "ReviewMode",
-    "Status", "Submission", "UrlMirror", "WebhookDelivery", "WebhookEndpoint", "WebhookMessage",
+    "Status", "Submission", "UrlMirror", "WebhookDelivery", "WebhookEndpoint", "WebhookEvent",
+    "WebhookMessage",
 ]

@@ -1,0 +1,43 @@
+"""How long partner webhook history is kept.
+
+Every event a partner subscribes to leaves an event row (its body), one message
+per endpoint and one row per delivery attempt: millions a month on a busy
+platform, read only while recent (the admin's message log, a partner asking
+"did you send it?"). An hourly schedule (migration 0009) deletes what is older
+than WEBHOOK_RETENTION_DAYS and has nothing left to deliver, in small batches so
+no statement holds its locks for long.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from moderation.models import MessageStatus, WebhookDelivery, WebhookEvent, WebhookMessage
+
+PRUNE_BATCH = 500
+
+
+def prune_webhooks(now: datetime | None = None, batch: int = PRUNE_BATCH) -> int:
+    """Delete webhook events older than the retention, with their messages and
+    delivery attempts, unless a message is still to be delivered or the event
+    is not fanned out yet. Returns how many events went."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_RETENTION_DAYS)
+    unfinished = WebhookMessage.objects.filter(event=OuterRef("pk"), status=MessageStatus.PENDING)
+    expired = (WebhookEvent.objects.filter(created_at__lt=cutoff, fanned_out_at__isnull=False)
+               .exclude(Exists(unfinished)).order_by("created_at"))
+    pruned = 0
+    while ids := list(expired.values_list("pk", flat=True)[:batch]):
+        with transaction.atomic():
+            # Children first: each delete is then one statement, not a collection.
+            WebhookDelivery.objects.filter(message__event_id__in=ids).delete()
+            WebhookMessage.objects.filter(event_id__in=ids).delete()
+            WebhookEvent.objects.filter(pk__in=ids).delete()
+        pruned += len(ids)
+        if len(ids) < batch:
+            break
+    return pruned
