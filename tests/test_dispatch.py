@@ -5,18 +5,22 @@ Hive is replaced at the HTTP level by `responses`; the database is real.
 
 from __future__ import annotations
 
+import json
+import threading
 from datetime import timedelta
 
 import pytest
 import responses
-from django.db import transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
 from moderation.models import AuditEvent, Project, Result, Status, Submission
+from moderation.hive.normalise import normalise
 from moderation.services import dispatch, intake, sweep
+from moderation.services.results import Recorded, record_result
 from tests.conftest import FIXTURES
 
 HIVE = "https://hive.test"
@@ -330,3 +334,42 @@ def test_on_the_orm_broker_a_submission_and_its_task_commit_together(orm_broker,
 
     submission = intake.create_submission(partner, project, intake.SubmissionInput(url="https://cdn.example.com/a.jpg"))
     assert queued_tasks() == [("moderation.tasks.dispatch_submission", (str(submission.pk),))]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_results_and_new_submissions_do_not_wait_for_a_claim_holding_the_project(project, partner, monkeypatch):
+    """Claims lock the project row; recording a result and accepting a submission must
+    not wait for that lock, or every completion and upload of a busy project queues
+    behind its claims."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite has one writer at a time")
+    submission = submit(project, partner, status=Status.PROCESSING)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_project_lock():
+        with transaction.atomic():
+            dispatch.locked_project(project.pk)  # as a claim holds it
+            locked.set()
+            release.wait(10)
+        connections.close_all()
+
+    holder = threading.Thread(target=hold_the_project_lock)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")  # waiting for the lock would fail the call
+        result = json.loads(IMAGE_RESULT)
+        outcome = record_result(submission.pk, raw=IMAGE_RESULT, result=result, normalised=normalise(result),
+                                source="sync")
+        queued = []
+        monkeypatch.setattr(dispatch, "enqueue", queued.append)  # Q_SYNC would claim, and rightly wait
+        accepted = intake.create_submission(partner, project, intake.SubmissionInput(text_data="hello"))
+    finally:
+        release.set()
+        holder.join()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    assert outcome is Recorded.NEW
+    assert reload(submission).status == Status.COMPLETED
+    assert reload(accepted).status == Status.QUEUED and queued == [accepted.pk]

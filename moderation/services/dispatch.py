@@ -117,13 +117,22 @@ class Claim:
     wait: float | None = None  # seconds until something may become claimable
 
 
+def locked_project(project_id: int) -> Project:
+    """The project's row, locked until the transaction ends, so that its claims
+    and circuit changes happen one at a time. FOR NO KEY UPDATE, not FOR UPDATE:
+    every row inserted with a foreign key to the project (a partner's new
+    submission, an audit event) takes FOR KEY SHARE on it, which FOR UPDATE
+    blocks: intake and result recording waited for each claim."""
+    return Project.objects.select_for_update(no_key=True).get(pk=project_id)
+
+
 def claim(project_id: int, submission_id=None) -> Claim:
     """Take one due queued item of the project (that one, if given) while a
     slot is free. The project row lock serialises claims per project on
     PostgreSQL; SQLite's IMMEDIATE transactions do the same."""
     now = timezone.now()
     with transaction.atomic():
-        project = Project.objects.select_for_update().get(pk=project_id)
+        project = locked_project(project_id)
         if project.hive_paused_until and project.hive_paused_until > now:
             return Claim(None, (project.hive_paused_until - now).total_seconds())
         # Half-open circuit: after failures, one probe call at a time.
@@ -372,7 +381,7 @@ def fail(submission: Submission, message: str, *, code: str = "") -> None:
 def _project_failed(project: Project, retry_after: float | None) -> Circuit:
     now = timezone.now()
     with transaction.atomic():
-        locked = Project.objects.select_for_update().get(pk=project.pk)
+        locked = locked_project(project.pk)
         if locked.hive_paused_until and locked.hive_paused_until > now:
             return Circuit.UNCHANGED  # calls that were already in flight when the circuit opened
         failures = locked.hive_consecutive_failures + 1

@@ -37,7 +37,10 @@ def record_result(
     no-op; another genuinely new one is kept only for Model + Manual Review."""
     digest = fingerprint(result)
     with transaction.atomic():
-        submission = Submission.objects.select_for_update().select_related("project").get(pk=submission_id)
+        # of=self: a plain FOR UPDATE would lock the joined project row too, and every
+        # claim of the project (which locks that row) would wait for this result.
+        submission = (Submission.objects.select_for_update(of=("self",)).select_related("project")
+                      .get(pk=submission_id))
         project = submission.project
         previous = list(submission.results.values_list("fingerprint", "hive_task_id"))
         if any(fp == digest for fp, _ in previous):
