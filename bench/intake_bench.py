@@ -19,6 +19,7 @@ is set to 100000000/min for the server, so every request runs the throttle's cac
 read and write and none is refused (a 429 would fail the run).
 
 Run: .venv/bin/python bench/intake_bench.py [--db sqlite|postgres] [--rounds 4] [--n 300] [--threads 8]
+         [--photo-mb 4] (a 4 MB JPEG instead of the 469 B PNG)
 The postgres variant uses PostgreSQL + Redis on loopback (throwaway database
 hiveportal_bench_intake, Redis db 10, flushed): Redis is then the cache (throttle)
 and the django-q2 broker.
@@ -27,6 +28,7 @@ and the django-q2 broker.
 from __future__ import annotations
 
 import argparse
+import random
 import shutil
 import sys
 import uuid
@@ -42,6 +44,20 @@ from bench.common import (  # noqa: E402
 GOAL = 0.8
 SAMPLE = REPO.parent / "shared" / "media-samples" / "sample.png"
 SLUG = "bench-intake"
+
+
+def photo(megabytes: float) -> bytes:
+    """A real JPEG of about `megabytes` MB: shared/media-samples/sample.jpg with
+    comment segments (random bytes, seeded) after its SOI marker, the way camera
+    JPEGs carry their metadata. Sniffing and the size checks see a JPEG."""
+    jpeg = (REPO.parent / "shared" / "media-samples" / "sample.jpg").read_bytes()
+    random_bytes = random.Random(0).randbytes
+    segments, room = [], int(megabytes * 2**20) - len(jpeg)
+    while room > 4:
+        size = min(65533, room - 4)
+        segments.append(b"\xff\xfe" + (size + 2).to_bytes(2, "big") + random_bytes(size))
+        room -= size + 4
+    return jpeg[:2] + b"".join(segments) + jpeg[2:]
 
 
 def multipart(media: bytes, filename: str, external_id: str) -> tuple[bytes, str]:
@@ -82,8 +98,8 @@ def measure(args) -> dict:
     setup_django(env)
     key = seed()
 
-    media = args.media.read_bytes()
-    body, content_type = multipart(media, args.media.name, "bench")
+    media = photo(args.photo_mb) if args.photo_mb else args.media.read_bytes()
+    body, content_type = multipart(media, upload_name(args), "bench")
     full = (f"/api/v1/projects/{SLUG}/submissions/", body,
             {"Authorization": f"Token {key}", "Content-Type": content_type})
     bare = ("/bench/bare/store/", body, {"Content-Type": content_type})
@@ -125,6 +141,10 @@ def measure(args) -> dict:
             "bytes": len(media)}
 
 
+def upload_name(args) -> str:
+    return f"photo-{args.photo_mb:g}mb.jpg" if args.photo_mb else args.media.name
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
@@ -135,6 +155,7 @@ def main() -> int:
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn processes (default 2)")
     parser.add_argument("--web-threads", type=int, default=8, help="threads per gunicorn process (default 8)")
     parser.add_argument("--media", type=Path, default=SAMPLE, help="the uploaded file (default sample.png)")
+    parser.add_argument("--photo-mb", type=float, default=0, help="upload a JPEG of this many MB instead (photo())")
     args = parser.parse_args()
     result = measure(args)
     a, b = result["a"], result["b"]
@@ -145,7 +166,7 @@ def main() -> int:
         print(f"  problem: {problem}")
     ok = result["ratio"] >= GOAL and not result["problems"]
     print(f"intake [{result['db']}]: {a.rate:.0f}/s through the partner API vs {b.rate:.0f}/s bare store "
-          f"({args.rounds}x{args.n} each, {args.threads} threads, {result['bytes']} B {args.media.name}); "
+          f"({args.rounds}x{args.n} each, {args.threads} threads, {result['bytes']:,} B {upload_name(args)}); "
           f"ratio {result['ratio']:.2f} (goal >= {GOAL}){'; checks FAILED' if result['problems'] else ''}: "
           f"{'ok' if ok else 'MISSED'}")
     return 0 if ok else 1

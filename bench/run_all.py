@@ -22,6 +22,12 @@ PYTHON = sys.executable
 BENCHMARKS = [
     ("intake, SQLite + ORM broker", "API / bare >= 0.8", ["bench/intake_bench.py", "--db", "sqlite"], True),
     ("intake, PostgreSQL + Redis", "API / bare >= 0.8", ["bench/intake_bench.py", "--db", "postgres"], True),
+    # The same at the size of a phone photo, where moving the bytes outweighs the
+    # API's fixed cost per request (docs/BENCHMARKS.md, "Intake throughput").
+    ("intake, 4 MB photo, SQLite + ORM broker (information)", "API / bare >= 0.8",
+     ["bench/intake_bench.py", "--db", "sqlite", "--photo-mb", "4", "--n", "150"], False),
+    ("intake, 4 MB photo, PostgreSQL + Redis (information)", "API / bare >= 0.8",
+     ["bench/intake_bench.py", "--db", "postgres", "--photo-mb", "4", "--n", "150"], False),
     ("client memory, 500 MB video", "< 64 MB", ["bench/client_memory.py"], True),
     ("end-to-end memory, 500 MB video (web + worker)", "< 64 MB each", ["bench/memory_bench.py"], True),
     ("dispatch, SQLite + ORM broker", ">= 0.9 of limit / latency", ["bench/dispatch.py", "--db", "sqlite"], True),
