@@ -113,3 +113,12 @@ def test_a_wrong_secret_with_a_real_prefix_is_refused(make_project):
     client.credentials(HTTP_AUTHORIZATION=f"Token {forged}")
     assert client.get("/api/v1/projects/").status_code == 401
     assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_migrations_describe_the_models_exactly(capsys):
+    """A model change without its migration would reach production unmigrated."""
+    try:
+        call_command("makemigrations", "--check", "--dry-run", verbosity=1)
+    except SystemExit:
+        pytest.fail(f"models and migrations differ:\n{capsys.readouterr().out}")

@@ -117,9 +117,11 @@ class Submission(models.Model):
             models.Index(fields=["status", "lease_until"], name="sub_lease_idx"),
             # Review queues: oldest pending per project.
             models.Index(fields=["decision", "project", "created_at"], name="sub_review_idx"),
-            # Partner API list (cursor on created_at) and external_id lookups.
+            # Partner API list (cursor on created_at).
             models.Index(fields=["partner", "-created_at"], name="sub_partner_feed_idx"),
-            models.Index(fields=["partner", "external_id"], name="sub_external_id_idx"),
+            # external_id lookups: the partner API's (with its partner), the portal's and the
+            # admin's (across partners; PostgreSQL cannot skip-scan a (partner, external_id) index).
+            models.Index(fields=["external_id"], name="sub_ext_id_idx"),
             # Admin / queue pages by project and status.
             models.Index(fields=["project", "status", "created_at"], name="sub_project_status_idx"),
             # Portal: the review queue, its j/k neighbours, claim-next and the dashboard's
