@@ -400,7 +400,16 @@ def measure(client, page: Page, values: dict[str, str], repeat: int, release=Non
 
     for _ in range(3):
         request()
-    with CaptureQueriesContext(connection) as queries:
+    sql = []  # (seconds, statement): Django's own query log rounds times to the millisecond
+
+    def timed(execute, statement, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(statement, params, many, context)
+        finally:
+            sql.append((time.perf_counter() - started, f"{statement} -- {params!r}"[:2000]))
+
+    with CaptureQueriesContext(connection) as queries, connection.execute_wrapper(timed):
         response = send(url, follow=page.follow)
     query_count = len(queries)  # now: the next request resets the log
     if page.release:
@@ -415,7 +424,14 @@ def measure(client, page: Page, values: dict[str, str], repeat: int, release=Non
     where = response.get("Location", "") if 300 <= response.status_code < 400 else ""
     status_ok = response.status_code == page.status and (not page.location or page.location.format(**values) in where)
     return {"best": min(times), "median": statistics.median(times), "queries": query_count,
-            "status": response.status_code, "status_ok": status_ok, "where": where}
+            "status": response.status_code, "status_ok": status_ok, "where": where, "sql": sql}
+
+
+def print_queries(name: str, size: int, sql: list[tuple[float, str]]) -> None:
+    """`--queries`: one request's SQL, in order, with each statement's time."""
+    print(f"-- {name} at {size:,} rows: {len(sql)} queries, {sum(t for t, _ in sql) * 1000:.1f} ms in the database")
+    for seconds, statement in sql:
+        print(f"  {seconds * 1000:7.2f} ms  {statement[:400]}")
 
 
 def portal_values(moderator) -> dict[str, str]:
@@ -471,7 +487,14 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=1_000)
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=21)
+    parser.add_argument("--queries", action="append", default=[], metavar="PAGE",
+                        help="also print each SQL query of PAGE (a row name, e.g. 'review screen') and its time, "
+                             "at both sizes: which one grows")
     args = parser.parse_args()
+    known = {**PAGES, **EXTRA_PAGES, **PORTAL_PAGES, **PORTAL_EXTRA_PAGES}
+    unknown = [name for name in args.queries if name not in known]
+    if unknown:
+        parser.error(f"--queries: no page {unknown[0]!r}; pages: {', '.join(known)}")
     vendor, workdir = configure()
 
     from django.db import connection
@@ -512,6 +535,8 @@ def main() -> int:
             values = portal_values(moderators[0])
             results[size].update({name: measure(clients[page.who], page, values, args.repeat, release)
                                   for name, page in {**PORTAL_PAGES, **PORTAL_EXTRA_PAGES}.items()})
+            for name in args.queries:
+                print_queries(name, size, results[size][name]["sql"])
         return report(results, args.small, args.large, vendor)
     finally:
         connection.creation.destroy_test_db(settings_name, verbosity=0)
