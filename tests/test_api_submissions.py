@@ -9,12 +9,14 @@ import threading
 from pathlib import Path
 
 import pytest
+import redis
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 from rest_framework.test import APIClient
 
 from moderation.api.serializers import SubmissionSerializer, submission_json
 from moderation.models import Partner, Submission
+from moderation.services import dispatch, sweep
 from moderation.services.keys import issue_key
 
 
@@ -371,3 +373,26 @@ def test_a_partner_over_its_rate_is_throttled_with_retry_after(api, text, monkey
     assert response.status_code == 429
     assert int(response["Retry-After"]) > 0
     assert "detail" in response.json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_outage_at_enqueue_still_answers_202_and_keeps_the_file_for_the_sweep(
+        api, visual, media_samples, monkeypatch, caplog):
+    """The row is committed before its task is queued: if the queue is down then,
+    the submission is stored all the same and the minute's sweep dispatches it."""
+    def broker_down(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(dispatch, "async_task", broker_down)
+    response = post(api, "pics", {"media": upload(media_samples / "sample.jpg")})
+
+    assert response.status_code == 202, response.content
+    submission = Submission.objects.get(pk=response.json()["id"])
+    assert submission.status == "queued"
+    with submission.media.open("rb") as stored:
+        assert stored.read() == (media_samples / "sample.jpg").read_bytes()
+    assert "Connection refused" in caplog.text  # logged for the operator
+    woken = []
+    monkeypatch.setattr(sweep, "enqueue_pump", woken.append)
+    sweep.sweep()
+    assert woken == [visual.pk]

@@ -88,15 +88,27 @@ def enqueue(submission_id) -> None:
     is written inside that transaction instead: it commits with the submission or
     not at all, and SQLite, which has one writer, takes its write lock once per
     submission instead of twice. Redis cannot join the transaction; in sync mode
-    the task would run inside it."""
+    the task would run inside it.
+
+    After the commit the row is stored whatever happens to its task: if the
+    broker is down then, the error is logged and the sweep, which wakes every
+    project with queued work each minute, dispatches it. Raising would answer a
+    partner 500 for a submission that is in fact accepted."""
     def send():
         async_task("moderation.tasks.dispatch_submission", str(submission_id))
+
+    def send_after_commit():
+        try:
+            send()
+        except Exception:  # noqa: BLE001 - any broker failure; the row is safe
+            logger.exception("dispatch task not queued; the sweep will dispatch the submission",
+                             extra={"submission_id": str(submission_id)})
 
     cluster = settings.Q_CLUSTER
     if cluster.get("orm") == "default" and not cluster.get("sync") and transaction.get_connection().in_atomic_block:
         send()
     else:
-        transaction.on_commit(send)
+        transaction.on_commit(send_after_commit)
 
 
 def enqueue_pump(project_id: int) -> None:
