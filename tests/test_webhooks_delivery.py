@@ -14,6 +14,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import redis
 from django.core import mail
 from django.utils import timezone
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -107,6 +108,28 @@ def test_a_completed_submission_is_sent_to_each_subscribed_endpoint_as_the_api_s
         assert payload["data"]["status"] == "completed"
     assert set(WebhookMessage.objects.values_list("status", flat=True)) == {MessageStatus.DELIVERED}
     assert WebhookDelivery.objects.filter(success=True, status_code=200).count() == 2
+
+
+def test_a_broker_outage_at_the_event_records_it_and_the_scheduled_drain_sends_it(
+        receiver, partner, submission, api, django_capture_on_commit_callbacks, monkeypatch):
+    endpoint = endpoint_for(receiver, partner, [notify.COMPLETED])
+
+    def broker_down(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(webhooks, "async_task", broker_down)
+        complete(submission, django_capture_on_commit_callbacks)  # the pipeline is unharmed
+
+    assert reload(submission).status == Status.COMPLETED and receiver.received == []
+    event = WebhookEvent.objects.get()
+    assert event.fanned_out_at is None and json.loads(event.body)["data"]["status"] == "completed"
+
+    webhooks.scheduled_drain()  # the minute's schedule, once the broker is back
+
+    [request] = receiver.received
+    payload = Webhook(endpoint.secret).verify(request.body, request.headers)
+    assert payload["data"] == api.get(f"/api/v1/submissions/{submission.pk}/").json()
 
 
 def test_a_failure_and_a_decision_reach_the_endpoints_that_subscribe_to_them(

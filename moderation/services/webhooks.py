@@ -240,18 +240,31 @@ def on_submission_event(sender, submission_id, event: str, **kwargs) -> None:
 
     The one indexed query first spares the queue a task per submission for the
     partners (most of them) that have no endpoint."""
+    occurred_at = _iso(timezone.now())
     try:
         if WebhookEndpoint.objects.filter(partner__submissions=submission_id, is_active=True).exists():
-            _enqueue("fan_out_webhooks", str(submission_id), event, _iso(timezone.now()))
+            _enqueue("fan_out_webhooks", str(submission_id), event, occurred_at)
     except Exception:  # noqa: BLE001 - a broken broker must not fail a completed submission
-        logger.exception("could not enqueue webhooks", extra={"submission_id": str(submission_id),
-                                                               "event": event})
+        logger.exception("could not enqueue webhooks; recording the event for the drain",
+                         extra={"submission_id": str(submission_id), "event": event})
+        try:  # the event row is what the task would have written: the drain's schedule sends it
+            record_event(submission_id, event, occurred_at)
+        except Exception:  # noqa: BLE001
+            logger.exception("webhook event lost", extra={"submission_id": str(submission_id), "event": event})
 
 
 def fan_out(submission_id, event: str, occurred_at: str) -> int:
+    """Record the event, then drain, which creates one message per endpoint.
+    Returns how many endpoints subscribe."""
+    subscribed = record_event(submission_id, event, occurred_at)
+    if subscribed:
+        drain()
+    return subscribed
+
+
+def record_event(submission_id, event: str, occurred_at: str) -> int:
     """Record the event once, rendered as the API shows the submission, if any
-    active endpoint of the partner subscribes to it; then drain, which creates
-    one message per endpoint. Returns how many endpoints subscribe."""
+    active endpoint of the partner subscribes to it. Returns how many do."""
     submission = _for_api().filter(pk=submission_id).first()
     if submission is None or event not in EVENTS:
         return 0
@@ -260,7 +273,6 @@ def fan_out(submission_id, event: str, occurred_at: str) -> int:
         key = f"{submission.pk}|{event}|{occurred_at}"  # the same for a redelivered task: nothing doubles
         WebhookEvent.objects.get_or_create(id=_token("evt_", key), defaults=dict(
             submission=submission, event_type=event, body=render_body(submission, event, occurred_at)))
-        drain()
     return subscribed
 
 
