@@ -186,3 +186,29 @@ def test_the_sweep_processes_a_callback_whose_task_died_with_its_worker(awaiting
     assert awaiting.status == Status.COMPLETED
     assert CallbackReceipt.objects.get().outcome == "processed"
     assert sweep.sweep().callbacks_requeued == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_outage_still_acknowledges_a_stored_callback_and_the_sweep_processes_it(
+        awaiting, client, settings, monkeypatch):
+    from datetime import timedelta
+
+    import redis
+    from django.utils import timezone
+
+    from moderation.services import callbacks, sweep
+
+    def broker_down(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks, "async_task", broker_down)
+        response = client.post(f"/hive/callback/{awaiting.pk}/{token_for(awaiting.pk)}/",
+                               json.dumps(hive_result("image.json", id="task-1", metadata=str(awaiting.pk))),
+                               content_type="application/json")
+    assert response.status_code == 200  # stored: Hive need not send it again
+    assert CallbackReceipt.objects.get().outcome == "pending"
+    CallbackReceipt.objects.update(received_at=timezone.now() - timedelta(seconds=settings.CALLBACK_STALL_SECONDS + 1))
+    assert sweep.sweep().callbacks_requeued == 1  # the broker is back; the task runs inline in the suite
+    awaiting.refresh_from_db()
+    assert awaiting.status == Status.COMPLETED and CallbackReceipt.objects.get().outcome == "processed"

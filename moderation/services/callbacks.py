@@ -69,8 +69,18 @@ def receive(submission_ref: str, token: str, body: bytes, meta: dict) -> Callbac
     # worker links the receipt to its submission (or finds it was deleted).
     receipt.hive_task_id = str(body_json.get("id", ""))[:100]
     receipt.save()  # committed (autocommit) before the task that reads it is enqueued
-    transaction.on_commit(lambda: async_task("moderation.tasks.process_callback", receipt.pk))
+    transaction.on_commit(lambda: _enqueue_processing(receipt.pk))
     return receipt
+
+
+def _enqueue_processing(receipt_id: int) -> None:
+    try:
+        async_task("moderation.tasks.process_callback", receipt_id)
+    except Exception:  # noqa: BLE001 - any broker failure
+        # The receipt is stored, so Hive gets its 200 (a 500 would only make it send
+        # the result again); the sweep queues receipts left pending.
+        logger.exception("callback processing not queued; the sweep will queue it",
+                         extra={"receipt_id": receipt_id})
 
 
 BAD_TOKEN = "bad token"
