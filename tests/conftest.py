@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import redis
 from rest_framework.test import APIClient
 
 from moderation.hive.simulator.server import start_simulator, stop_simulator
@@ -68,3 +69,8 @@ def simulator() -> str:
     server, url = start_simulator()
     yield url
     stop_simulator(server)
+
+
+def broker_down(*args, **kwargs):
+    """Stands in for `async_task` while the queue's Redis refuses connections."""
+    raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")

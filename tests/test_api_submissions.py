@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 import pytest
-import redis
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 from rest_framework.test import APIClient
@@ -18,6 +17,7 @@ from moderation.api.serializers import SubmissionSerializer, submission_json
 from moderation.models import Partner, Submission
 from moderation.services import dispatch, sweep
 from moderation.services.keys import issue_key
+from tests.conftest import broker_down
 
 
 @pytest.fixture
@@ -380,9 +380,6 @@ def test_a_broker_outage_at_enqueue_still_answers_202_and_keeps_the_file_for_the
         api, visual, media_samples, monkeypatch, caplog):
     """The row is committed before its task is queued: if the queue is down then,
     the submission is stored all the same and the minute's sweep dispatches it."""
-    def broker_down(*args, **kwargs):
-        raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-
     monkeypatch.setattr(dispatch, "async_task", broker_down)
     response = post(api, "pics", {"media": upload(media_samples / "sample.jpg")})
 

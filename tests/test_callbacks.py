@@ -8,7 +8,7 @@ import pytest
 
 from moderation.models import AuditEvent, CallbackReceipt, Decision, Result, Status, Submission
 from moderation.services.callbacks import callback_url, token_for
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, broker_down
 
 
 def hive_result(name: str, **overrides) -> dict:
@@ -193,13 +193,9 @@ def test_a_broker_outage_still_acknowledges_a_stored_callback_and_the_sweep_proc
         awaiting, client, settings, monkeypatch):
     from datetime import timedelta
 
-    import redis
     from django.utils import timezone
 
     from moderation.services import callbacks, sweep
-
-    def broker_down(*args, **kwargs):
-        raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     with monkeypatch.context() as patch:
         patch.setattr(callbacks, "async_task", broker_down)

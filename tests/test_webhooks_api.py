@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from moderation.models import AuditEvent, Partner, Status, Submission, WebhookDelivery, WebhookEndpoint
 from moderation.services import notify, safe_http, webhooks
 from moderation.services.keys import issue_key
-from tests.webhook_receiver import Receiver, Reply
+from tests.webhook_receiver import Reply
 
 
 @pytest.fixture

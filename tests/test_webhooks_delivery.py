@@ -14,7 +14,6 @@ import time
 from datetime import timedelta
 
 import pytest
-import redis
 from django.core import mail
 from django.utils import timezone
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -33,7 +32,7 @@ from moderation.models import (
 from moderation.models.webhook import WebhookEvent
 from moderation.services import dispatch, notify, safe_http, webhooks
 from moderation.services.results import record_result
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, broker_down
 from tests.webhook_receiver import Receiver, Reply
 
 # --- Setup -------------------------------------------------------------------------------
@@ -113,9 +112,6 @@ def test_a_completed_submission_is_sent_to_each_subscribed_endpoint_as_the_api_s
 def test_a_broker_outage_at_the_event_records_it_and_the_scheduled_drain_sends_it(
         receiver, partner, submission, api, django_capture_on_commit_callbacks, monkeypatch):
     endpoint = endpoint_for(receiver, partner, [notify.COMPLETED])
-
-    def broker_down(*args, **kwargs):
-        raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     with monkeypatch.context() as patch:
         patch.setattr(webhooks, "async_task", broker_down)

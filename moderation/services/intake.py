@@ -17,7 +17,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from moderation.hive.rules import CONTENT_FIELDS, MEDIA_FIELD, TEXT_FIELD, URL_FIELD
-from moderation.models import Actor, ContentSource, Partner, Project, Submission
+from moderation.models import Actor, Partner, Project, Submission
 from moderation.services import audit, dispatch
 from moderation.services.media import CorruptMedia, EmptyMedia, MediaError, sniff
 from moderation.services.safe_http import UnsafeURL, validate_url_syntax
