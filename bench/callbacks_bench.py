@@ -202,8 +202,7 @@ def main() -> int:
     result = measure(args)
     a, b = result["a"], result["b"]
     for name, sent in (("A callback", a), ("B bare 200", b)):
-        print(f"  {name}: {sent.count} requests in {sent.seconds:.1f} s = {sent.rate:.0f}/s; "
-              f"p50 {percentile(sent.latencies, 50) * 1000:.1f} ms, p99 {percentile(sent.latencies, 99) * 1000:.1f} ms")
+        print(sent.summary(name))
     print(f"  processing finished {result['processing']:.0f} s after the last request")
     for problem in result["problems"]:
         print(f"  problem: {problem}")

@@ -186,6 +186,11 @@ class Sent:
         return Sent(latencies=[row[0] for row in kept], paths=[row[1] for row in kept],
                     codes=[row[2] for row in kept], statuses=Counter(row[2] for row in kept), seconds=self.seconds)
 
+    def summary(self, name: str) -> str:
+        """One line for a benchmark's report: count, wall time, rate, p50 and p99."""
+        return (f"  {name}: {self.count} requests in {self.seconds:.1f} s = {self.rate:.0f}/s; "
+                f"p50 {percentile(self.latencies, 50) * 1000:.1f} ms, p99 {percentile(self.latencies, 99) * 1000:.1f} ms")
+
     @property
     def rate(self) -> float:
         return self.count / self.seconds if self.seconds > 0 else 0.0

@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
-    REPO, Sent, abba, bench_env, manage, percentile, post_all, setup_django, start_gunicorn, throwaway_backends,
+    REPO, Sent, abba, bench_env, manage, post_all, setup_django, start_gunicorn, throwaway_backends,
     workdir,
 )
 
@@ -160,8 +160,7 @@ def main() -> int:
     result = measure(args)
     a, b = result["a"], result["b"]
     for name, sent in (("A partner API", a), ("B bare store", b)):
-        print(f"  {name}: {sent.count} requests in {sent.seconds:.1f} s = {sent.rate:.0f}/s; "
-              f"p50 {percentile(sent.latencies, 50) * 1000:.1f} ms, p99 {percentile(sent.latencies, 99) * 1000:.1f} ms")
+        print(sent.summary(name))
     for problem in result["problems"]:
         print(f"  problem: {problem}")
     ok = result["ratio"] >= GOAL and not result["problems"]
