@@ -48,7 +48,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -194,10 +193,6 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.1) -> float:
     return time.monotonic() - started
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def settle() -> None:
     """Wait until the default queue is empty: a phase's leftover no-op tasks must
     not land in the next phase."""
@@ -244,7 +239,9 @@ def main() -> int:
 
     from moderation.models import Partner, Project, Status, Submission, WebhookDelivery, WebhookEndpoint
     from moderation.models.webhook import WebhookEvent
-    from moderation.services import webhooks
+    from django.db import transaction
+
+    from moderation.services import notify, webhooks
 
     call_command("migrate", verbosity=0)
     ok = False
@@ -294,9 +291,10 @@ def main() -> int:
                 # One event to every endpoint just before (the issue's case) and, with
                 # --every-completion, every completion to every endpoint as well.
                 noisy_endpoints.update(is_active=True)
-                seed = Submission.objects.create(project=project, partner=noisy, source="text_data",
-                                                 status=Status.COMPLETED, text_data=f"seed {round_}")
-                webhooks._enqueue("fan_out_webhooks", str(seed.pk), "submission.completed", now_iso())
+                with transaction.atomic():  # as a completion does: its event stored with it, the drain woken
+                    seed = Submission.objects.create(project=project, partner=noisy, source="text_data",
+                                                     status=Status.COMPLETED, text_data=f"seed {round_}")
+                    notify.submission_changed(seed.pk, notify.COMPLETED)
                 time.sleep(1)  # as above: the same pause before both phases
                 before = WebhookDelivery.objects.count()
                 seconds[phase] += run_phase(project, noisy if args.every_completion else quiet,

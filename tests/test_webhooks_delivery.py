@@ -128,6 +128,48 @@ def test_a_broker_outage_at_the_event_records_it_and_the_scheduled_drain_sends_i
     assert payload["data"] == api.get(f"/api/v1/submissions/{submission.pk}/").json()
 
 
+def test_the_event_is_stored_with_the_completion_so_a_crash_before_the_commit_hooks_loses_nothing(
+        receiver, partner, submission, api, django_capture_on_commit_callbacks):
+    endpoint = endpoint_for(receiver, partner, [notify.COMPLETED])
+    raw = (FIXTURES / "hive" / "image.json").read_text()
+
+    with django_capture_on_commit_callbacks(execute=False) as hooks:  # the worker dies at the commit
+        record_result(submission.pk, raw=raw, result=json.loads(raw), normalised=normalise(json.loads(raw)),
+                      source=ResultSource.SYNC)
+    assert hooks, "the drain is woken on commit"
+
+    assert reload(submission).status == Status.COMPLETED and receiver.received == []
+    webhooks.scheduled_drain()  # the minute's schedule
+    [request] = receiver.received
+    payload = Webhook(endpoint.secret).verify(request.body, request.headers)
+    assert payload["type"] == notify.COMPLETED
+    assert payload["data"] == api.get(f"/api/v1/submissions/{submission.pk}/").json()
+
+
+def test_a_change_rolled_back_leaves_no_event_to_send(receiver, partner, submission):
+    from django.db import transaction
+
+    endpoint_for(receiver, partner, [notify.FAILED])
+    with pytest.raises(RuntimeError), transaction.atomic():
+        dispatch.fail(submission, "Hive said: unsupported media", code="hive_3100")
+        assert WebhookEvent.objects.count() == 1  # written in the failing transaction...
+        raise RuntimeError("the transaction around the failure rolls back")
+
+    assert reload(submission).status == Status.PROCESSING
+    assert WebhookEvent.objects.count() == 0  # ...and gone with it
+    webhooks.scheduled_drain()
+    assert receiver.received == []
+
+
+def test_a_partner_without_endpoints_costs_the_pipeline_no_event_and_no_task(
+        partner, submission, monkeypatch, django_capture_on_commit_callbacks):
+    queued = []
+    monkeypatch.setattr(webhooks, "async_task", lambda *args, **kwargs: queued.append(args))
+    complete(submission, django_capture_on_commit_callbacks)
+    assert reload(submission).status == Status.COMPLETED
+    assert WebhookEvent.objects.count() == 0 and queued == []
+
+
 def test_a_failure_and_a_decision_reach_the_endpoints_that_subscribe_to_them(
         receiver, partner, submission, django_capture_on_commit_callbacks):
     endpoint_for(receiver, partner, [notify.FAILED], "/failed")
@@ -446,5 +488,4 @@ def test_webhook_tasks_go_to_their_own_cluster_when_one_is_configured(partner, s
     with django_capture_on_commit_callbacks(execute=True):
         notify.submission_changed(submission.pk, notify.DECIDED)
     webhooks.scheduled_drain()  # the minute schedule, on the default cluster, hands over
-    assert queued == [("moderation.tasks.fan_out_webhooks", {"cluster": "webhooks"}),
-                      ("moderation.tasks.drain_webhooks", {"cluster": "webhooks"})]
+    assert queued == [("moderation.tasks.drain_webhooks", {"cluster": "webhooks"})] * 2

@@ -379,15 +379,17 @@ def _retry_later(submission: Submission, error: HiveError, delay: float | None =
 
 def fail(submission: Submission, message: str, *, code: str = "") -> None:
     now = timezone.now()
-    moved = Submission.objects.filter(pk=submission.pk).exclude(status=Status.COMPLETED).update(
-        status=Status.FAILED, error=message[:2000], error_code=code[:40], lease_until=None,
-        next_attempt_at=None, completed_at=now,
-    )
+    with transaction.atomic():  # the failure, its audit event and its webhook event: all or none
+        moved = Submission.objects.filter(pk=submission.pk).exclude(status=Status.COMPLETED).update(
+            status=Status.FAILED, error=message[:2000], error_code=code[:40], lease_until=None,
+            next_attempt_at=None, completed_at=now,
+        )
+        if moved:
+            audit.record("submission.failed", submission=submission, error=message[:500], code=code)
+            notify.submission_changed(submission.pk, notify.FAILED)
     if moved:
-        audit.record("submission.failed", submission=submission, error=message[:500], code=code)
         logger.warning("submission failed", extra={"submission_id": str(submission.pk),
                                                    "project": submission.project.slug, "error": message[:200]})
-        notify.submission_changed(submission.pk, notify.FAILED)
 
 
 def _project_failed(project: Project, retry_after: float | None) -> Circuit:

@@ -1,12 +1,17 @@
 """Partner webhooks: signed, retried, logged notifications (receivers of services.notify).
 
 How a notification travels (docs/ARCHITECTURE.md "Partner webhooks"):
-- `notify.submission_event` fires on commit. `on_submission_event` only enqueues
-  one `fan_out_webhooks` task, and only when the partner has an active endpoint:
-  the pipeline never waits for a partner.
-- `fan_out` renders the submission once, as the API shows it, into one
-  WebhookEvent row, and drains. Ids are derived from the event, so a redelivered
-  task adds nothing; the message id is the `webhook-id` header.
+- An outbox: `record_in_transaction` receives `notify.submission_event_in_transaction`
+  inside the transaction that completes, fails or decides the submission, and,
+  when an active endpoint of the partner subscribes, renders the submission once,
+  as the API shows it, into one WebhookEvent row there. The event commits with the
+  change or not at all: no crash, and no broker outage, between the two can lose it.
+  Partners with no endpoint cost the transaction one indexed query. On commit, one
+  `drain_webhooks` task is enqueued; if the broker is down, the drain's minute
+  schedule finds the event. The pipeline never waits for a partner's server.
+- Event ids are derived from the event (`fan_out`, the task of earlier releases,
+  records the same way), and the message id, the `webhook-id` header, from the
+  event and the endpoint: nothing doubles when a task runs twice.
 - `drain` does the rest, and at most one runs at a time (a cache lock), so the
   whole delivery lane is one worker however many events and endpoints there are:
   it creates each event's messages (one per subscribed endpoint) as it has room,
@@ -234,28 +239,27 @@ def disable_endpoint(endpoint: WebhookEndpoint, reason: str) -> bool:
 
 # --- Events → messages ------------------------------------------------------------
 
-@receiver(notify.submission_event, dispatch_uid="moderation.services.webhooks")
-def on_submission_event(sender, submission_id, event: str, **kwargs) -> None:
-    """Enqueue the fan-out; never raise into the pipeline that sent the event.
+@receiver(notify.submission_event_in_transaction, dispatch_uid="moderation.services.webhooks")
+def record_in_transaction(sender, submission_id, event: str, occurred_at: datetime, **kwargs) -> None:
+    """The outbox write, in the sender's transaction; the drain is woken on commit.
+    An error here fails the change, as a failed write of the change itself would:
+    the task that made it runs again."""
+    if record_event(submission_id, event, _iso(occurred_at)):
+        transaction.on_commit(_wake_drain)
 
-    The one indexed query first spares the queue a task per submission for the
-    partners (most of them) that have no endpoint."""
-    occurred_at = _iso(timezone.now())
+
+def _wake_drain() -> None:
     try:
-        if WebhookEndpoint.objects.filter(partner__submissions=submission_id, is_active=True).exists():
-            _enqueue("fan_out_webhooks", str(submission_id), event, occurred_at)
-    except Exception:  # noqa: BLE001 - a broken broker must not fail a completed submission
-        logger.exception("could not enqueue webhooks; recording the event for the drain",
-                         extra={"submission_id": str(submission_id), "event": event})
-        try:  # the event row is what the task would have written: the drain's schedule sends it
-            record_event(submission_id, event, occurred_at)
-        except Exception:  # noqa: BLE001
-            logger.exception("webhook event lost", extra={"submission_id": str(submission_id), "event": event})
+        _enqueue("drain_webhooks")
+    except Exception:  # noqa: BLE001 - the event is stored; a broken broker must not fail the pipeline
+        logger.exception("could not enqueue the webhook drain; its minute schedule will send the event")
 
 
 def fan_out(submission_id, event: str, occurred_at: str) -> int:
     """Record the event, then drain, which creates one message per endpoint.
-    Returns how many endpoints subscribe."""
+    Returns how many endpoints subscribe. (The `fan_out_webhooks` task of earlier
+    releases, for tasks still queued at an upgrade; events are recorded by
+    `record_in_transaction` now.)"""
     subscribed = record_event(submission_id, event, occurred_at)
     if subscribed:
         drain()
@@ -265,20 +269,27 @@ def fan_out(submission_id, event: str, occurred_at: str) -> int:
 def record_event(submission_id, event: str, occurred_at: str) -> int:
     """Record the event once, rendered as the API shows the submission, if any
     active endpoint of the partner subscribes to it. Returns how many do."""
-    submission = _for_api().filter(pk=submission_id).first()
-    if submission is None or event not in EVENTS:
+    if event not in EVENTS:
         return 0
-    subscribed = len(_subscribed(submission.partner_id, event, timezone.now()))
+    # One indexed query first, through the submission: most partners have no endpoint.
+    endpoints = WebhookEndpoint.objects.filter(partner__submissions=submission_id, is_active=True,
+                                               created_at__lte=timezone.now())
+    subscribed = _taking(endpoints, event)
     if subscribed:
+        submission = _for_api().get(pk=submission_id)
         key = f"{submission.pk}|{event}|{occurred_at}"  # the same for a redelivered task: nothing doubles
         WebhookEvent.objects.get_or_create(id=_token("evt_", key), defaults=dict(
             submission=submission, event_type=event, body=render_body(submission, event, occurred_at)))
-    return subscribed
+    return len(subscribed)
 
 
 def _subscribed(partner_id: int, event: str, since: datetime) -> list:
     """Active endpoints of the partner, registered by `since`, that take `event`."""
-    endpoints = WebhookEndpoint.objects.filter(partner_id=partner_id, is_active=True, created_at__lte=since)
+    return _taking(WebhookEndpoint.objects.filter(partner_id=partner_id, is_active=True, created_at__lte=since),
+                   event)
+
+
+def _taking(endpoints, event: str) -> list:
     # Filtered here: JSON "list contains" is not portable to SQLite, and a partner has few endpoints.
     return [pk for pk, events in endpoints.values_list("pk", "events") if event in events]
 
