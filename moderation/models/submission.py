@@ -134,6 +134,10 @@ class Submission(models.Model):
                          name="sub_claimed_idx"),
             # Portal: "Recently decided", newest first, and its j/k neighbours.
             models.Index(fields=["decided_at", "id"], name="sub_decided_idx"),
+            # Failures, newest first (the admin's status filter, the portal's "Failed"):
+            # old failures pile up, and sub_project_status_idx makes both pages sort all
+            # of them. Partial, so only a failure writes to it.
+            models.Index(fields=["created_at", "id"], condition=Q(status="failed"), name="sub_failed_idx"),
         ]
 
     def __str__(self) -> str:
