@@ -236,11 +236,10 @@ def main() -> int:
     django.setup()
     import requests
     from django.core.management import call_command
+    from django.db import transaction
 
     from moderation.models import Partner, Project, Status, Submission, WebhookDelivery, WebhookEndpoint
     from moderation.models.webhook import WebhookEvent
-    from django.db import transaction
-
     from moderation.services import notify, webhooks
 
     call_command("migrate", verbosity=0)
