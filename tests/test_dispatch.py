@@ -152,6 +152,20 @@ def test_the_pump_that_opened_the_circuit_probes_after_the_pause_and_refills_the
     assert refilled == [project.pk, project.pk]  # the other slots are brought back
 
 
+def test_a_call_that_started_before_a_pause_does_not_end_it(hive, project, partner):
+    hive.add(responses.POST, SYNC, body=IMAGE_RESULT, status=200)
+    in_flight = dispatch.claim(project.pk, submit(project, partner).pk).submission
+    # Meanwhile another slot's call is answered 429 with a Retry-After: the circuit opens.
+    assert dispatch._project_failed(reload(project), retry_after=30) is dispatch.Circuit.OPENED
+
+    assert dispatch.call_hive(in_flight) is dispatch.Circuit.UNCHANGED  # Hive answers the earlier call
+    assert reload(in_flight).status == Status.COMPLETED
+    paused = reload(project)
+    assert paused.hive_paused_until - timezone.now() > timedelta(seconds=25)  # Hive's 30 s still hold
+    assert paused.hive_consecutive_failures == 1
+    assert not AuditEvent.objects.filter(action="hive.resumed").exists()
+
+
 def test_after_failures_only_one_probe_call_is_made(hive, project, partner):
     Project.objects.filter(pk=project.pk).update(hive_consecutive_failures=3)
     items = [submit(project, partner) for _ in range(3)]

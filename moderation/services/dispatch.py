@@ -29,7 +29,8 @@ from datetime import timedelta
 import requests
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -149,19 +150,21 @@ def claim(project_id: int, submission_id=None) -> Claim:
             return Claim(None, (project.hive_paused_until - now).total_seconds())
         # Half-open circuit: after failures, one probe call at a time.
         limit = 1 if project.hive_consecutive_failures else inflight_limit(project)
-        inflight = Submission.objects.filter(project_id=project_id, status=Status.PROCESSING,
-                                             lease_until__gt=now).count()
-        if inflight >= limit:
-            return Claim(None)
         queued = Submission.objects.filter(project_id=project_id, status=Status.QUEUED)
         due = queued.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         if submission_id is not None:
             due = due.filter(pk=submission_id)
-        submission = due.order_by("created_at").select_related("project").first()
+        # The oldest due item and the in-flight count in one statement: every other
+        # claim of the project waits for this lock, so each round trip under it counts.
+        inflight = Submission.objects.filter(project_id=project_id, status=Status.PROCESSING, lease_until__gt=now)
+        submission = (due.order_by("created_at").select_related("project")
+                      .annotate(inflight=_count(inflight)).first())
         if submission is None:
             upcoming = queued.filter(next_attempt_at__gt=now).order_by("next_attempt_at")
             upcoming = upcoming.values_list("next_attempt_at", flat=True).first()
             return Claim(None, (upcoming - now).total_seconds() if upcoming else None)
+        if submission.inflight >= limit:
+            return Claim(None)
         taken = dict(status=Status.PROCESSING, lease_until=now + timedelta(seconds=lease_seconds()),
                      next_attempt_at=None, dispatched_at=now)
         claimed = Submission.objects.filter(pk=submission.pk, status=Status.QUEUED).update(
@@ -173,6 +176,12 @@ def claim(project_id: int, submission_id=None) -> Claim:
         setattr(submission, name, value)
     submission.attempts += 1
     return Claim(submission)
+
+
+def _count(rows) -> Coalesce:
+    """COUNT(*) of `rows` as a scalar subquery (0 when there are none)."""
+    counted = rows.order_by().values("project_id").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted[:1]), 0)
 
 
 # --- Task bodies -------------------------------------------------------------
@@ -410,7 +419,14 @@ def _project_failed(project: Project, retry_after: float | None) -> Circuit:
 
 
 def _project_ok(project: Project) -> Circuit:
-    # Cheap in the common case: only writes when the circuit was open.
+    """A call succeeded: close the project's circuit if it was open when the call
+    was claimed (`project` is the row the claim read under its lock). If it was
+    healthy then, there is nothing to close, and no statement is spent: a pause
+    that another slot opened since is left to that slot's probe, as a failure of
+    a call already in flight leaves a pause alone (`_project_failed`); a
+    Retry-After is not cut short by a call that started before it."""
+    if not project.hive_consecutive_failures and project.hive_paused_until is None:
+        return Circuit.UNCHANGED
     closed = Project.objects.filter(pk=project.pk).filter(
         Q(hive_consecutive_failures__gt=0) | Q(hive_paused_until__isnull=False)
     ).update(hive_consecutive_failures=0, hive_paused_until=None)
