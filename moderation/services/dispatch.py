@@ -73,6 +73,18 @@ def inflight_limit(project: Project) -> int:
     return project.inflight_limit or settings.HIVE_DEFAULT_INFLIGHT_LIMIT
 
 
+def in_flight(project_id: int, now):
+    """The project's items being sent to Hive now: what the in-flight limit counts
+    (an expired lease is a dead worker's, taken back by the sweep)."""
+    return Submission.objects.filter(project_id=project_id, status=Status.PROCESSING, lease_until__gt=now)
+
+
+def due(now):
+    """Queued items whose backoff, if any, is over."""
+    return Submission.objects.filter(status=Status.QUEUED).filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+
+
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Exponential with "equal jitter": half fixed, half random, so retries
     from a batch spread out instead of arriving together."""
@@ -150,16 +162,15 @@ def claim(project_id: int, submission_id=None) -> Claim:
             return Claim(None, (project.hive_paused_until - now).total_seconds())
         # Half-open circuit: after failures, one probe call at a time.
         limit = 1 if project.hive_consecutive_failures else inflight_limit(project)
-        queued = Submission.objects.filter(project_id=project_id, status=Status.QUEUED)
-        due = queued.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        candidates = due(now).filter(project_id=project_id)
         if submission_id is not None:
-            due = due.filter(pk=submission_id)
+            candidates = candidates.filter(pk=submission_id)
         # The oldest due item and the in-flight count in one statement: every other
         # claim of the project waits for this lock, so each round trip under it counts.
-        inflight = Submission.objects.filter(project_id=project_id, status=Status.PROCESSING, lease_until__gt=now)
-        submission = (due.order_by("created_at").select_related("project")
-                      .annotate(inflight=_count(inflight)).first())
+        submission = (candidates.order_by("created_at").select_related("project")
+                      .annotate(inflight=_count(in_flight(project_id, now))).first())
         if submission is None:
+            queued = Submission.objects.filter(project_id=project_id, status=Status.QUEUED)
             upcoming = queued.filter(next_attempt_at__gt=now).order_by("next_attempt_at")
             upcoming = upcoming.values_list("next_attempt_at", flat=True).first()
             return Claim(None, (upcoming - now).total_seconds() if upcoming else None)
@@ -195,8 +206,7 @@ def dispatch_submission(submission_id) -> None:
     # A batch enqueues a task per item, most of them while every slot is busy.
     # Those end here without the project lock (which every claim and every
     # slot's next claim waits for): a slot's pump takes their items in turn.
-    inflight = Submission.objects.filter(project_id=project_id, status=Status.PROCESSING,
-                                         lease_until__gt=timezone.now()).count()
+    inflight = in_flight(project_id, timezone.now()).count()
     if inflight >= (limit or settings.HIVE_DEFAULT_INFLIGHT_LIMIT):
         return
     first = claim(project_id, submission_id)

@@ -14,7 +14,7 @@ from django_q.tasks import async_task
 
 from moderation.models import Actor, CallbackReceipt, Project, ReceiptOutcome, Status, Submission
 from moderation.services import audit
-from moderation.services.dispatch import enqueue_pump, inflight_limit
+from moderation.services.dispatch import due, enqueue_pump, in_flight, inflight_limit
 
 logger = logging.getLogger("moderation.pipeline")
 
@@ -90,14 +90,13 @@ def _flag_overdue_callbacks(report: SweepReport) -> None:
 def _wake_projects(report: SweepReport) -> None:
     """Start pumps for projects with due work and free slots."""
     now = timezone.now()
-    due = Submission.objects.filter(status=Status.QUEUED).filter(
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-    for project in Project.objects.filter(pk__in=due.values("project_id")):
+    waiting_work = due(now)
+    for project in Project.objects.filter(pk__in=waiting_work.values("project_id")):
         if project.hive_paused_until and project.hive_paused_until > now:
             continue
-        inflight = Submission.objects.filter(project=project, status=Status.PROCESSING, lease_until__gt=now).count()
+        inflight = in_flight(project.pk, now).count()
         slots = (1 if project.hive_consecutive_failures else inflight_limit(project)) - inflight
-        waiting = due.filter(project=project)[: max(slots, 0)].count()
+        waiting = waiting_work.filter(project=project)[: max(slots, 0)].count()
         for _ in range(min(slots, waiting)):
             enqueue_pump(project.pk)
         if waiting:
