@@ -7,6 +7,8 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from moderation.models import AuditEvent, CallbackReceipt, Result, Status, Submission
@@ -40,6 +42,16 @@ def receipt(submission, outcome="error", authentic=True, **fields) -> CallbackRe
     fields.setdefault("body", result_body(submission))
     return CallbackReceipt.objects.create(submission=submission, submission_ref=str(submission.pk),
                                           authentic=authentic, outcome=outcome, hive_task_id="task-1", **fields)
+
+
+def test_the_log_never_reads_the_bodies_it_does_not_show(admin_client, awaiting):
+    big = receipt(awaiting, outcome="processed", body=result_body(awaiting, padding="x" * 1_000_000))
+    with CaptureQueriesContext(connection) as queries:
+        assert admin_client.get(LOG).status_code == 200
+    receipt_selects = [q["sql"] for q in queries.captured_queries if 'FROM "moderation_callbackreceipt"' in q["sql"]]
+    assert receipt_selects and not any('"moderation_callbackreceipt"."body"' in sql for sql in receipt_selects)
+    page = admin_client.get(f"{LOG}{big.pk}/change/").content.decode()
+    assert "x" * 1000 in page  # the receipt's own page still shows its body
 
 
 def test_the_log_shows_each_receipt_with_what_became_of_it(admin_client, awaiting):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from moderation.models import AuditEvent, CallbackReceipt, Decision, Result, Status, Submission
-from moderation.services.callbacks import callback_url, token_for
+from moderation.services.callbacks import REFUSED_BODY_KEPT, callback_url, token_for
 from tests.conftest import FIXTURES, broker_down
 
 
@@ -62,6 +62,26 @@ def test_a_forged_token_is_403_and_changes_nothing(awaiting, post_callback):
     receipt = CallbackReceipt.objects.get()
     assert not receipt.authentic and receipt.outcome == "rejected"
     assert receipt.submission is None  # an unauthenticated body is never linked to a submission
+
+
+def test_a_forged_callback_keeps_only_an_excerpt_of_a_big_body(awaiting, post_callback):
+    body = json.dumps({"id": "task-1", "padding": "x" * 5_000_000})
+    response = post_callback(awaiting, body, token="0" * 64)
+    assert response.status_code == 403
+    receipt = CallbackReceipt.objects.get()
+    assert receipt.body == body[:REFUSED_BODY_KEPT]
+
+
+def test_an_authentic_url_with_a_refused_body_keeps_only_an_excerpt(awaiting, post_callback):
+    body = json.dumps({"metadata": "someone else", "padding": "x" * 100_000})
+    assert post_callback(awaiting, body).status_code == 403
+    assert CallbackReceipt.objects.get().body == body[:REFUSED_BODY_KEPT]
+
+
+def test_an_authentic_callback_keeps_its_whole_body(awaiting, post_callback):
+    body = json.dumps(hive_result("image.json", id="task-1", metadata=str(awaiting.pk), padding="x" * 100_000))
+    assert post_callback(awaiting, body).status_code == 200
+    assert CallbackReceipt.objects.get().body == body
 
 
 def test_another_submissions_token_is_refused(awaiting, make_project, partner, post_callback):

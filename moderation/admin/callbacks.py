@@ -45,6 +45,7 @@ class CallbackReceiptAdmin(ReadOnlyMixin, BigTableAdmin):
     list_display_links = ["id", "received_at"]
     list_filter = ["outcome", "authentic", "duplicate", ProjectFilter, ("received_at", admin.DateFieldListFilter)]
     list_select_related = ["submission__project"]
+    deferred = ("body",)
     raw_id_fields = ["submission"]
     # Receipts are appended in time order: the id orders them without a sort.
     ordering = ["-id"]
@@ -129,7 +130,8 @@ class CallbackReceiptAdmin(ReadOnlyMixin, BigTableAdmin):
         return HttpResponseRedirect(reverse("admin:moderation_callbackreceipt_change", args=[receipt.pk]))
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        receipt = CallbackReceipt.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        receipt = (CallbackReceipt.objects.defer("body").filter(pk=object_id).first()
+                   if str(object_id).isdigit() else None)
         replayable = (receipt is not None and receipt.authentic and receipt.submission_id is not None
                       and receipt.outcome in operations.REPLAYABLE and self.has_replay_permission(request))
         extra_context = {**(extra_context or {}), "replayable": replayable}

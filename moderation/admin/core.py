@@ -79,6 +79,7 @@ class ResultAdmin(ReadOnlyMixin, BigTableAdmin):
     list_display = ["id", "submission", "source", "top_class", "top_score", "hive_task_id", "received_at"]
     list_filter = ["source", ("received_at", admin.DateFieldListFilter)]
     list_select_related = ["submission"]
+    deferred = ("raw",)
     raw_id_fields = ["submission"]
     ordering = ["-id"]
     readonly_fields = ["raw_pretty"]

@@ -61,6 +61,13 @@ class BigTableAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
     list_max_show_all = 200
+    # Columns no list shows that can be megabytes (a callback body, a raw result);
+    # a change page loads its one row's value when it shows it.
+    deferred: tuple[str, ...] = ()
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return queryset.defer(*self.deferred) if self.deferred else queryset
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
         return CheapPaginator(queryset, per_page, orphans, allow_empty_first_page,

@@ -107,6 +107,9 @@ class ReceiptInline(admin.TabularInline):
     ordering = ["received_at", "id"]
     verbose_name_plural = "Callback receipts"
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("body")
+
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 

@@ -34,7 +34,8 @@ def partner_projects(partner):
 
 
 def partner_submissions(partner):
-    results = Prefetch("results", queryset=Result.objects.order_by("received_at", "id"))
+    # Hive's raw result (megabytes for a long video) is not part of the API's body.
+    results = Prefetch("results", queryset=Result.objects.order_by("received_at", "id").defer("raw"))
     return Submission.objects.filter(partner=partner).select_related("project").prefetch_related(results)
 
 

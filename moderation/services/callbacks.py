@@ -29,10 +29,18 @@ logger = logging.getLogger("moderation.pipeline")
 _SALT = "hiveportal.hive-callback"
 # Headers worth keeping with a receipt (never cookies or auth).
 _KEPT_HEADERS = ("CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_USER_AGENT", "HTTP_X_FORWARDED_FOR")
+# What a refused receipt keeps of its body: enough for an operator to see what
+# was sent, not a way for anyone with no token to fill the database.
+REFUSED_BODY_KEPT = 4096
 
 
 def token_for(submission_id) -> str:
     return salted_hmac(_SALT, str(submission_id), algorithm="sha256").hexdigest()
+
+
+def token_valid(submission_ref: str, token: str) -> bool:
+    """Whether the URL is one we issued (constant time)."""
+    return constant_time_compare(token, token_for(submission_ref))
 
 
 def callback_url(submission_id) -> str:
@@ -58,6 +66,7 @@ def receive(submission_ref: str, token: str, body: bytes, meta: dict) -> Callbac
     problem = _authenticate(submission_ref, token, body_json)
     receipt.authentic = problem is None
     if problem:
+        receipt.body = text[:REFUSED_BODY_KEPT]
         receipt.submission_id = _existing(submission_ref) if problem != BAD_TOKEN else None
         receipt.outcome = ReceiptOutcome.REJECTED
         receipt.outcome_detail = problem
@@ -89,7 +98,7 @@ BAD_TOKEN = "bad token"
 def _authenticate(submission_ref: str, token: str, body: dict) -> str | None:
     """Why the callback is not authentic, or None. Only the URL's token (an
     HMAC of the id under our secret) and the body's own naming of the id."""
-    if not constant_time_compare(token, token_for(submission_ref)):
+    if not token_valid(submission_ref, token):
         return BAD_TOKEN
     try:
         submission_id = uuid.UUID(submission_ref)
