@@ -542,6 +542,62 @@ def test_a_nul_character_in_a_list_filter_is_a_400_naming_it(api, query):
     assert_json_error(api.get("/api/v1/submissions/", query), 400, next(iter(query)))
 
 
+# --- (f) JSON that Python reads and no database stores: lone surrogates, NaN, Infinity, 1e400 ------------
+# Each once came back as a 500; a lone surrogate was even stored first, and every
+# later GET, list and webhook of that submission failed.
+
+UNSTORABLE_JSON = {
+    "text_data surrogate": ("chat", '{"text_data": "hi \\ud800"}', "text_data"),
+    "external_id surrogate": ("chat", '{"text_data": "hi", "external_id": "a\\udfff"}', "external_id"),
+    "metadata value surrogate": ("chat", '{"text_data": "hi", "metadata": {"a": "\\ud800"}}', "metadata"),
+    "metadata key surrogate": ("chat", '{"text_data": "hi", "metadata": {"\\ud800": 1}}', "metadata"),
+    "url surrogate": ("pics", '{"url": "https://cdn.example.com/\\ud800.jpg"}', "url"),
+    "metadata 1e400": ("chat", '{"text_data": "hi", "metadata": {"a": [1e400]}}', "metadata"),
+    "metadata -1e400": ("chat", '{"text_data": "hi", "metadata": {"a": -1e400}}', "metadata"),
+}
+
+
+@pytest.mark.parametrize("slug, body, field", UNSTORABLE_JSON.values(), ids=UNSTORABLE_JSON.keys())
+def test_json_no_database_can_store_is_a_400_naming_the_field(api, projects, slug, body, field):
+    response = api.generic("POST", SUBMIT.format(slug=slug), body, content_type="application/json")
+    assert_json_error(response, 400, field)
+    assert not Submission.objects.exists()
+
+
+@pytest.mark.parametrize("metadata", ['{"a": NaN}', '{"a": Infinity}', '{"a": 1e400}', '{"a": "\\ud800"}'])
+def test_unstorable_metadata_in_a_multipart_upload_is_a_400_and_stores_nothing(api, projects, disk, metadata):
+    response = send(api, "pics", multipart(("media", "a.png", sample("sample.png")),
+                                           ("metadata", None, metadata.encode())))
+    assert_json_error(response, 400, "metadata")
+    assert not Submission.objects.exists()
+    assert files_under(disk) == []
+
+
+def test_a_paired_surrogate_is_just_an_emoji(api, projects):
+    response = api.generic("POST", SUBMIT.format(slug="chat"),
+                           '{"text_data": "hi \\ud83d\\ude00", "metadata": {"face": "\\ud83d\\ude00"}}',
+                           content_type="application/json")
+    assert response.status_code == 202, response.content[:300]
+    submission = api.get(f"/api/v1/submissions/{response.json()['id']}/").json()
+    assert submission["metadata"] == {"face": "\U0001F600"}
+
+
+def test_the_metadata_limit_counts_utf8_bytes_not_escapes(api, projects):
+    # 15,000 CJK characters: 45 KB in UTF-8, 90 KB as \uXXXX escapes; the limit is 64 KB.
+    response = api.post(SUBMIT.format(slug="chat"), {"text_data": "hi", "metadata": {"n": "中" * 15_000}},
+                        format="json")
+    assert response.status_code == 202, response.content[:300]
+    response = api.post(SUBMIT.format(slug="chat"), {"text_data": "hi", "metadata": {"n": "中" * 23_000}},
+                        format="json")
+    assert_json_error(response, 400, "metadata")
+
+
+def test_an_upper_case_scheme_is_stored_and_sent_lower_case(api, projects):
+    response = api.post(SUBMIT.format(slug="pics"), {"url": "HTTPS://CDN.example.com/A.jpg"}, format="json")
+    assert response.status_code == 202, response.content[:300]
+    assert Submission.objects.get().url == "https://CDN.example.com/A.jpg"
+
+
 @pytest.mark.parametrize("moment, status", [
     ("2026-01-01T00:00:00+17:41", 200),  # a valid ISO 8601 offset past PostgreSQL's ±15:59
     ("2026-01-01T00:00:00-23:59", 200),

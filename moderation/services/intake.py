@@ -111,23 +111,37 @@ def _url(value: Any) -> str:
     value = value.strip()
     if len(value) > MAX_URL:
         raise IntakeError(URL_FIELD, f"At most {MAX_URL} characters.")
+    _refuse_unstorable(URL_FIELD, value)
     try:
         validate_url_syntax(value)
     except UnsafeURL as error:
         raise IntakeError(URL_FIELD, f"Expected an http(s) URL with a host: {error}") from None
-    return value
+    scheme, rest = value.split(":", 1)
+    return scheme.lower() + ":" + rest  # HTTP://x is http://x; Hive takes only the lower-case form
 
 
 # PostgreSQL stores no NUL character in text or JSON (SQLite does): refused here
 # as a 400 naming the field, not a database error.
 NUL_MESSAGE = "Must not contain the NUL character (\\u0000)."
+# JSON's "\ud800" escape decodes to half of a UTF-16 pair, which has no UTF-8 form:
+# stored, it could never be rendered again (the 202, GET, webhooks).
+SURROGATE_MESSAGE = "Must be valid Unicode: contains an unpaired UTF-16 surrogate (such as \\ud800)."
+
+
+def _refuse_unstorable(field: str, value: str) -> None:
+    if "\x00" in value:
+        raise IntakeError(field, NUL_MESSAGE)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise IntakeError(field, SURROGATE_MESSAGE) from None
 
 
 def _text(value: Any, limit: int) -> str:
     if not isinstance(value, str):
         raise IntakeError(TEXT_FIELD, "Expected a string.")
-    if "\x00" in value:
-        raise IntakeError(TEXT_FIELD, NUL_MESSAGE)
+    _refuse_unstorable(TEXT_FIELD, value)
     if not value.strip():
         raise IntakeError(TEXT_FIELD, "The text is empty.")
     if len(value) > limit:
@@ -147,8 +161,14 @@ def _metadata(value: Any) -> dict:
         raise IntakeError("metadata", "Expected a JSON object.")
     if _depth(value) > MAX_METADATA_DEPTH:
         raise IntakeError("metadata", f"Nested more than {MAX_METADATA_DEPTH} levels deep.")
-    if len(json.dumps(value)) > MAX_METADATA_BYTES:
-        raise IntakeError("metadata", f"At most {MAX_METADATA_BYTES // 1024} KB of JSON.")
+    try:
+        size = len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+    except UnicodeEncodeError:
+        raise IntakeError("metadata", SURROGATE_MESSAGE) from None
+    except ValueError:  # Python's json reads NaN, Infinity and 1e400 (inf); no database stores them
+        raise IntakeError("metadata", "Numbers must be finite: no NaN or Infinity, none beyond 1.8e308.") from None
+    if size > MAX_METADATA_BYTES:
+        raise IntakeError("metadata", f"At most {MAX_METADATA_BYTES // 1024} KB of JSON (UTF-8).")
     if _has_nul(value):
         raise IntakeError("metadata", NUL_MESSAGE)
     return value
@@ -192,8 +212,7 @@ def _external_id(data: Any) -> str:
     value = str(value)
     if len(value) > MAX_EXTERNAL_ID:
         raise IntakeError("external_id", f"At most {MAX_EXTERNAL_ID} characters.")
-    if "\x00" in value:
-        raise IntakeError("external_id", NUL_MESSAGE)
+    _refuse_unstorable("external_id", value)
     return value
 
 
