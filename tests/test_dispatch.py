@@ -301,6 +301,66 @@ def test_the_sweep_takes_back_what_a_dead_worker_left(project, partner):
     assert AuditEvent.objects.filter(submission=submission, action="dispatch.lease_expired").exists()
 
 
+def test_a_call_slower_than_hives_read_timeout_keeps_its_row_while_its_task_may_run(project, partner, settings,
+                                                                                       monkeypatch):
+    # The read timeout is per read: an upload or a mirror download can take longer
+    # in all. Only django-q2's task timeout bounds a call, so the lease outlasts it.
+    settings.HIVE_READ_TIMEOUT = 1
+    submission = submit(project, partner)
+    claimed_at = timezone.now()
+    assert dispatch.claim(project.pk).submission.pk == submission.pk
+    lease = reload(submission).lease_until
+    assert lease > claimed_at + timedelta(seconds=settings.Q_CLUSTER["timeout"])
+    later = lease - timedelta(seconds=1)  # past HIVE_READ_TIMEOUT many times over
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    assert sweep.sweep().requeued == []
+    assert dispatch.claim(project.pk).submission is None  # not handed to a second worker
+    assert reload(submission).status == Status.PROCESSING
+
+
+def test_an_item_whose_worker_dies_every_time_is_failed_after_max_attempts(project, partner, settings,
+                                                                           monkeypatch):
+    settings.HIVE_MAX_ATTEMPTS = 3
+    monkeypatch.setattr(sweep, "enqueue_pump", lambda project_id: None)  # this test plays the worker
+    submission = submit(project, partner)
+    for attempt in range(1, 4):
+        assert dispatch.claim(project.pk).submission.pk == submission.pk
+        Submission.objects.filter(pk=submission.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+        report = sweep.sweep()
+        if attempt < 3:
+            assert report.requeued == [str(submission.pk)]
+    assert report.failed == [str(submission.pk)] and report.requeued == []
+    submission = reload(submission)
+    assert submission.status == Status.FAILED and submission.attempts == 3
+    assert submission.error_code == "worker_died" and "3 attempts" in submission.error
+    assert dispatch.claim(project.pk).submission is None
+
+
+def test_a_row_left_processing_without_a_lease_is_taken_back(project, partner, monkeypatch):
+    monkeypatch.setattr(sweep, "enqueue_pump", lambda project_id: None)
+    submission = submit(project, partner, status=Status.PROCESSING, lease_until=None)
+    assert sweep.sweep().requeued == [str(submission.pk)]
+    assert reload(submission).status == Status.QUEUED
+
+
+def test_a_crash_in_the_portal_is_not_blamed_on_hive_and_ends_after_max_attempts(hive, project, partner, settings,
+                                                                                  monkeypatch):
+    settings.HIVE_MAX_ATTEMPTS = 2
+    monkeypatch.setattr(dispatch, "HiveClient", lambda **kw: (_ for _ in ()).throw(UnicodeEncodeError(
+        "utf-8", "\ud800", 0, 1, "surrogates not allowed")))
+    submission = submit(project, partner)
+    dispatch.dispatch_submission(submission.pk)
+    submission = reload(submission)
+    assert submission.status == Status.QUEUED and submission.error_code == "internal_error"
+    assert "internal error" in submission.error and "Hive said" not in submission.error
+    assert "surrogates" not in submission.error  # the exception is for the log, not the partner
+    Submission.objects.filter(pk=submission.pk).update(next_attempt_at=timezone.now())
+    dispatch.pump(project.pk)
+    submission = reload(submission)
+    assert submission.status == Status.FAILED and "gave up after 2 attempts" in submission.error
+    assert reload(project).hive_paused_until is None  # our bug, not Hive's: the project is not paused
+
+
 def test_the_sweep_flags_overdue_callbacks(make_project, partner):
     project = make_project("later", delivery="async", callback_deadline_minutes=10)
     submission = submit(project, partner, status=Status.AWAITING_CALLBACK, hive_task_id="t-1",

@@ -66,7 +66,11 @@ def max_attempts() -> int:
 
 
 def lease_seconds() -> float:
-    return settings.HIVE_READ_TIMEOUT + settings.HIVE_CONNECT_TIMEOUT + 30
+    """How long a claimed row belongs to its worker. A call has no upper bound of
+    its own (the read timeout is per read; a big upload or a mirror download adds
+    to it), but its task has: django-q2 kills a task at `timeout`. A lease that
+    outlasts the task is never taken from a worker that is still alive."""
+    return settings.Q_CLUSTER["timeout"] + 15
 
 
 def inflight_limit(project: Project) -> int:
@@ -279,7 +283,7 @@ def call_hive(submission: Submission) -> Circuit:
         _mirror_failed(submission, error)
     except Exception as error:  # noqa: BLE001 - a bug must not strand the row in `processing`
         logger.exception("dispatch crashed", extra=log)
-        _retry_later(submission, HiveError(f"internal error while calling Hive: {error}", permanent=False))
+        _crashed(submission, error)
     else:
         return circuit
     return Circuit.UNCHANGED
@@ -368,6 +372,19 @@ def handle_error(submission: Submission, error: HiveError) -> Circuit:
     return circuit
 
 
+INTERNAL_ERROR = "The portal could not send this to Hive because of an internal error (logged for the operators)"
+
+
+def _crashed(submission: Submission, error: Exception) -> None:
+    """Our own bug, not Hive's: the partner is told so, without the exception's
+    text, and an item that crashes every time is failed after the usual attempts."""
+    if submission.attempts >= max_attempts():
+        fail(submission, f"{INTERNAL_ERROR}; gave up after {submission.attempts} attempts.", code="internal_error")
+        return
+    _retry_later(submission, HiveError(f"internal error: {error!r}", permanent=False),
+                 shown=f"{INTERNAL_ERROR}; it will be tried again.", code="internal_error")
+
+
 def _mirror_failed(submission: Submission, error: MirrorError) -> None:
     message = f"Neither Hive nor the portal could fetch the URL: {error}"
     if error.permanent or submission.attempts >= max_attempts():
@@ -376,7 +393,8 @@ def _mirror_failed(submission: Submission, error: MirrorError) -> None:
         _retry_later(submission, HiveError(message, permanent=False))
 
 
-def _retry_later(submission: Submission, error: HiveError, delay: float | None = None, when=None) -> None:
+def _retry_later(submission: Submission, error: HiveError, delay: float | None = None, when=None, *,
+                 shown: str | None = None, code: str | None = None) -> None:
     if when is not None:
         delay = max(0.0, (when - timezone.now()).total_seconds())
     if delay is None:
@@ -386,7 +404,7 @@ def _retry_later(submission: Submission, error: HiveError, delay: float | None =
     when = timezone.now() + timedelta(seconds=delay)
     moved = Submission.objects.filter(pk=submission.pk, status=Status.PROCESSING).update(
         status=Status.QUEUED, next_attempt_at=when, lease_until=None,
-        error=_partner_message(error)[:2000], error_code=_code(error),
+        error=(shown or _partner_message(error))[:2000], error_code=code or _code(error),
     )
     if moved:
         audit.record("hive.retry_scheduled", submission=submission, attempt=submission.attempts,
@@ -396,10 +414,15 @@ def _retry_later(submission: Submission, error: HiveError, delay: float | None =
             "status_code": error.status_code, "retry_in": round(delay, 1)})
 
 
-def fail(submission: Submission, message: str, *, code: str = "") -> None:
+def fail(submission: Submission, message: str, *, code: str = "", only_if: Q | None = None) -> bool:
+    """Fail the submission unless it completed (or unless `only_if` no longer
+    holds: a caller that read the row's state first says which). Whether it did."""
     now = timezone.now()
+    rows = Submission.objects.filter(pk=submission.pk).exclude(status=Status.COMPLETED)
+    if only_if is not None:
+        rows = rows.filter(only_if)
     with transaction.atomic():  # the failure, its audit event and its webhook event: all or none
-        moved = Submission.objects.filter(pk=submission.pk).exclude(status=Status.COMPLETED).update(
+        moved = rows.update(
             status=Status.FAILED, error=message[:2000], error_code=code[:40], lease_until=None,
             next_attempt_at=None, completed_at=now,
         )
@@ -409,6 +432,7 @@ def fail(submission: Submission, message: str, *, code: str = "") -> None:
     if moved:
         logger.warning("submission failed", extra={"submission_id": str(submission.pk),
                                                    "project": submission.project.slug, "error": message[:200]})
+    return bool(moved)
 
 
 def _project_failed(project: Project, retry_after: float | None) -> Circuit:

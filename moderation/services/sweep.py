@@ -14,7 +14,7 @@ from django_q.tasks import async_task
 
 from moderation.models import Actor, CallbackReceipt, Project, ReceiptOutcome, Status, Submission
 from moderation.services import audit
-from moderation.services.dispatch import due, enqueue_pump, in_flight, inflight_limit
+from moderation.services.dispatch import due, enqueue_pump, fail, in_flight, inflight_limit, max_attempts
 
 logger = logging.getLogger("moderation.pipeline")
 
@@ -24,6 +24,7 @@ BATCH = 1000
 @dataclass
 class SweepReport:
     requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
     overdue: list[str] = field(default_factory=list)
     pumps: dict[str, int] = field(default_factory=dict)
     callbacks_requeued: int = 0
@@ -39,16 +40,27 @@ def sweep() -> SweepReport:
 
 
 def _take_back_expired_leases(report: SweepReport) -> None:
+    """Rows whose worker died. A row with no lease at all has no worker either:
+    nothing leaves `processing` without one, so such a row was stranded by a bug."""
     now = timezone.now()
-    stuck = Submission.objects.filter(status=Status.PROCESSING, lease_until__lt=now)
-    for pk in stuck.values_list("pk", flat=True)[:BATCH]:
-        moved = Submission.objects.filter(pk=pk, status=Status.PROCESSING, lease_until__lt=now).update(
+    dead = Q(status=Status.PROCESSING) & (Q(lease_until__lt=now) | Q(lease_until__isnull=True))
+    for submission in Submission.objects.filter(dead).select_related("project")[:BATCH]:
+        if submission.attempts >= max_attempts():
+            # An item that kills its worker every time (out of memory, a task
+            # timeout) would otherwise be sent to Hive, and billed, for ever.
+            message = (f"The portal gave up after {submission.attempts} attempts: the worker sending it "
+                       f"stopped each time (logged for the operators).")
+            if fail(submission, message, code="worker_died", only_if=dead):
+                report.failed.append(str(submission.pk))
+            continue
+        moved = Submission.objects.filter(dead, pk=submission.pk).update(
             status=Status.QUEUED, lease_until=None, next_attempt_at=now
         )
         if moved:
-            audit.record("dispatch.lease_expired", submission_id=pk,
-                         project_id=Submission.objects.filter(pk=pk).values_list("project_id", flat=True).first())
-            report.requeued.append(str(pk))
+            audit.record("dispatch.lease_expired", submission_id=submission.pk, project_id=submission.project_id)
+            report.requeued.append(str(submission.pk))
+    if report.failed:
+        logger.warning("failed %d submissions whose worker died on every attempt", len(report.failed))
     if report.requeued:
         logger.warning("took back %d submissions from dead workers", len(report.requeued))
 
