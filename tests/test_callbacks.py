@@ -228,3 +228,74 @@ def test_a_broker_outage_still_acknowledges_a_stored_callback_and_the_sweep_proc
     assert sweep.sweep().callbacks_requeued == 1  # the broker is back; the task runs inline in the suite
     awaiting.refresh_from_db()
     assert awaiting.status == Status.COMPLETED and CallbackReceipt.objects.get().outcome == "processed"
+
+
+def test_a_second_delivery_of_a_receipt_being_processed_is_a_no_op(awaiting, monkeypatch):
+    from moderation.services import callbacks
+
+    receipt = CallbackReceipt.objects.create(
+        submission_ref=str(awaiting.pk), authentic=True, hive_task_id="task-1",
+        body=json.dumps(hive_result("image.json", id="task-1", metadata=str(awaiting.pk))))
+    recorded = []
+    record = callbacks.record_result
+
+    def record_while_redelivered(*args, **kwargs):
+        if not recorded:
+            callbacks.process(receipt.pk)  # the redelivered task runs while the first is recording
+        recorded.append(args)
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(callbacks, "record_result", record_while_redelivered)
+    callbacks.process(receipt.pk)
+    assert len(recorded) == 1
+    receipt.refresh_from_db()
+    assert receipt.outcome == "processed" and not receipt.duplicate  # it made the result
+    assert Result.objects.count() == 1
+
+
+def test_a_failed_task_whose_handling_dies_is_left_to_the_sweep(make_project, partner, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from moderation.services import callbacks, dispatch, sweep
+
+    project = make_project("mirrors", delivery="async", url_mirror="fallback")
+    submission = Submission.objects.create(project=project, partner=partner, source="url",
+                                           url="https://a.example/x.jpg", status=Status.AWAITING_CALLBACK,
+                                           hive_task_id="task-7", attempts=2)
+    receipt = CallbackReceipt.objects.create(
+        submission_ref=str(submission.pk), authentic=True, hive_task_id="task-7",
+        body=json.dumps(hive_result("task_error_download.json", id="task-7", metadata=str(submission.pk))))
+
+    def storage_down(submission):
+        raise OSError("storage unavailable")
+
+    monkeypatch.setattr(dispatch, "mirror_url", storage_down)  # the worker dies mid-way, in effect
+    with pytest.raises(OSError):
+        callbacks.process(receipt.pk)
+    submission.refresh_from_db()
+    assert submission.status == Status.PROCESSING and submission.lease_until is not None
+    monkeypatch.setattr(sweep, "enqueue_pump", lambda project_id: None)
+    later = submission.lease_until + timedelta(seconds=1)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    assert sweep.sweep().requeued == [str(submission.pk)]
+    assert Submission.objects.get(pk=submission.pk).status == Status.QUEUED
+
+
+def test_hives_review_of_the_winning_task_is_kept_when_a_retry_made_a_second_task(make_project, partner,
+                                                                                   post_callback):
+    project = make_project("reviewed", delivery="async", review_mode="model_manual_review")
+    # The first async call's ack was lost; the retry's task (task-2) is the one on record.
+    submission = Submission.objects.create(project=project, partner=partner, source="url", url="https://a.example/x",
+                                           status=Status.AWAITING_CALLBACK, hive_task_id="task-2")
+    first = hive_result("image.json", id="task-1", metadata=str(submission.pk))
+    post_callback(submission, first)
+    post_callback(submission, hive_result("image.json", id="task-2", metadata=str(submission.pk),
+                                          resent_by="second task"))
+    post_callback(submission, {**first, "review": {"decision": "reject", "reviewer": "hive-mod-3"}})
+    results = list(Result.objects.filter(submission=submission).order_by("received_at", "id"))
+    assert [r.hive_task_id for r in results] == ["task-1", "task-1"]
+    assert results[1].review == {"decision": "reject", "reviewer": "hive-mod-3"}
+    submission.refresh_from_db()
+    assert submission.hive_task_id == "task-1"

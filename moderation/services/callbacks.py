@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -20,7 +22,7 @@ from django_q.tasks import async_task
 from hiveportal.logging import bind as log_fields
 from moderation import metrics
 from moderation.hive.errors import HiveError
-from moderation.models import Actor, CallbackReceipt, ReceiptOutcome, ResultSource, Submission
+from moderation.models import Actor, CallbackReceipt, ReceiptOutcome, ResultSource, Status, Submission
 from moderation.services import audit
 from moderation.services.results import Recorded, normalise_for, record_result
 
@@ -129,13 +131,19 @@ def _parsed(text: str) -> dict:
 
 @metrics.callback_processing
 def process(receipt_id: int) -> None:
-    """Turn a stored, authentic receipt into a result; idempotent."""
-    claimed = CallbackReceipt.objects.filter(pk=receipt_id, outcome=ReceiptOutcome.PENDING).update(
-        processed_at=timezone.now()
-    )
-    receipt = CallbackReceipt.objects.get(pk=receipt_id)
-    if not claimed or receipt.outcome != ReceiptOutcome.PENDING:
+    """Turn a stored, authentic receipt into a result; idempotent.
+
+    One worker at a time: the claim stamps `processed_at`, and another delivery of
+    the same task (a redelivery, the sweep's) finds it taken, unless the stamp is
+    older than CALLBACK_STALL_SECONDS, when the sweep deems that worker dead."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CALLBACK_STALL_SECONDS)
+    claimed = CallbackReceipt.objects.filter(
+        Q(processed_at__isnull=True) | Q(processed_at__lt=stale), pk=receipt_id, outcome=ReceiptOutcome.PENDING,
+    ).update(processed_at=now)
+    if not claimed:
         return
+    receipt = CallbackReceipt.objects.get(pk=receipt_id)
     submission = Submission.objects.select_related("project").filter(
         pk=receipt.submission_id or receipt.submission_ref).first()
     if submission is None:  # deleted since Hive was called
@@ -173,7 +181,11 @@ def _task_failed(submission: Submission, error: HiveError) -> None:
                  codes=list(error.error_codes))
     if submission.results.exists():
         return  # a result already won; a failed duplicate task changes nothing
-    moved = Submission.objects.filter(pk=submission.pk, status="awaiting_callback").update(status="processing")
+    # Processing again, under a lease like a claim's: handling the error may fetch
+    # the URL (mirroring), and if this worker dies meanwhile the sweep takes it back.
+    lease_until = timezone.now() + timedelta(seconds=dispatch.lease_seconds())
+    moved = Submission.objects.filter(pk=submission.pk, status=Status.AWAITING_CALLBACK).update(
+        status=Status.PROCESSING, lease_until=lease_until)
     if moved:
         submission.refresh_from_db()
         dispatch.handle_error(submission, error)

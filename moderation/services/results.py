@@ -98,8 +98,11 @@ def _complete(submission: Submission, normalised: Normalised) -> None:
     submission.top_class = normalised.top_class or ""
     submission.top_score = normalised.top_score
     task_id = normalised.task_id[:100]
-    # Task ids are unique at Hive; a reused one must not make the result unstorable.
-    if not submission.hive_task_id and task_id and not Submission.objects.filter(hive_task_id=task_id).exists():
+    # The task whose result won, even if a retry was acknowledged since (its ack
+    # stored the newer id): Hive's review of the winning task is what `_may_add`
+    # keeps. Task ids are unique at Hive; a reused one must not make the result unstorable.
+    if (task_id and task_id != submission.hive_task_id
+            and not Submission.objects.filter(hive_task_id=task_id).exclude(pk=submission.pk).exists()):
         submission.hive_task_id = task_id
     submission.decision = routed.decision
     submission.decision_source = DecisionSource.AUTO
