@@ -315,6 +315,26 @@ def test_a_key_still_in_flight_is_409_with_retry_after(api, visual, partner):
     assert response["Retry-After"] == "1"
 
 
+def test_a_retry_after_a_crash_between_storing_and_answering_gets_the_stored_submission(api, visual, partner):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from moderation.models import IdempotencyRecord
+
+    first = post(api, "pics", {"url": "https://a.example/x.jpg"}, fmt="json", HTTP_IDEMPOTENCY_KEY="k3")
+    # The process died after the commit and before the answer was kept with the key.
+    IdempotencyRecord.objects.filter(key="k3").update(response_status=None, response_body=None,
+                                                       created_at=timezone.now() - timedelta(minutes=6))
+    again = post(api, "pics", {"url": "https://a.example/x.jpg"}, fmt="json", HTTP_IDEMPOTENCY_KEY="k3")
+    assert again.status_code == 202, again.content[:300]
+    assert again.json()["id"] == first.json()["id"]
+    assert Submission.objects.count() == 1
+    third = post(api, "pics", {"url": "https://a.example/x.jpg"}, fmt="json", HTTP_IDEMPOTENCY_KEY="k3")
+    assert third.status_code == 202 and third.json()["id"] == first.json()["id"]  # kept with the key now
+    assert IdempotencyRecord.objects.get(key="k3").response_status == 202
+
+
 def test_a_refused_request_frees_its_key(api, visual, media_samples):
     bad = post(api, "pics", {"media": upload(media_samples / "document.pdf")}, HTTP_IDEMPOTENCY_KEY="k2")
     assert bad.status_code == 415

@@ -122,6 +122,8 @@ class SubmissionCreate(APIView):
                     metadata=content.metadata, external_id=content.external_id,
                 )
                 replay = idempotency.begin(partner, key, digest)
+                if replay is not None and replay.submission is not None:
+                    return self.accepted(partner, key, partner_submissions(partner).get(pk=replay.submission.pk))
                 if replay is not None:
                     return Response(replay.body, status=replay.status)
             try:
@@ -140,6 +142,10 @@ class SubmissionCreate(APIView):
             return response
         # A new submission has no results yet: spare the serializer that query.
         submission._prefetched_objects_cache = {"results": []}
+        return self.accepted(partner, key, submission)
+
+    @staticmethod
+    def accepted(partner, key: str | None, submission) -> Response:
         body = submission_json(submission)
         if key:  # the replay stores the body as JSON exactly as it was sent
             idempotency.complete(partner, key, status.HTTP_202_ACCEPTED, json.loads(JSONRenderer().render(body)))

@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from moderation.models import IdempotencyRecord, Partner
+from moderation.models import IdempotencyRecord, Partner, Submission
 
 # A request that has not finished after this long died with its process.
 IN_FLIGHT_EXPIRY = timedelta(minutes=5)
@@ -20,8 +20,11 @@ IN_FLIGHT_EXPIRY = timedelta(minutes=5)
 
 @dataclass
 class Replay:
+    """The stored response; or, when the first request died after storing its
+    submission but before its answer was kept, that submission (`body` None)."""
     status: int
-    body: dict
+    body: dict | None
+    submission: Submission | None = None
 
 
 class KeyConflict(Exception):
@@ -50,7 +53,12 @@ def begin(partner: Partner, key: str, digest: str) -> Replay | None:
         return Replay(record.response_status, record.response_body)
     if timezone.now() - record.created_at < IN_FLIGHT_EXPIRY:
         raise KeyConflict("A request with this Idempotency-Key is still being processed.", in_flight=True)
-    # The first attempt died mid-way: this one takes the key over.
+    # The first attempt died mid-way. If its submission was stored, that is the
+    # answer (a second one would break the key's uniqueness); if not, this one
+    # takes the key over.
+    stored = Submission.objects.filter(partner=partner, idempotency_key=key).first()
+    if stored is not None:
+        return Replay(202, None, stored)
     IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).update(created_at=timezone.now())
     return None
 
