@@ -205,6 +205,35 @@ def test_past_the_counted_pages_the_list_says_there_are_more(admin_client, proje
     assert admin_client.get(LIST, {"p": 2}).status_code == 200
 
 
+def many(project, partner, n: int) -> None:
+    Submission.objects.bulk_create([Submission(project=project, partner=partner, source="url", url="https://x/y")
+                                    for _ in range(n)])
+
+
+@pytest.mark.parametrize("page", ["3", "0", "-1", str(10**20)])
+def test_a_page_out_of_range_goes_back_to_the_first_as_django_does_however_big(admin_client, project, partner,
+                                                                              page):
+    many(project, partner, 60)
+    response = admin_client.get(LIST, {"p": page})
+    assert response.status_code == 302 and response["Location"] == f"{LIST}?e=1"
+    assert "60 submissions" in admin_client.get(response["Location"]).content.decode()
+
+
+def test_a_garbled_page_number_shows_the_first_page(admin_client, project, partner):
+    many(project, partner, 60)
+    response = admin_client.get(LIST, {"p": "abc"})
+    assert response.status_code == 200 and "60 submissions" in response.content.decode()
+
+
+def test_the_page_links_stop_at_max_rows_and_a_deeper_page_is_out_of_range(admin_client, project, partner,
+                                                                            monkeypatch):
+    monkeypatch.setattr(paginator, "MAX_ROWS", 100)
+    many(project, partner, 160)
+    assert "100+ submissions" in admin_client.get(LIST, {"p": 2}).content.decode()
+    response = admin_client.get(LIST, {"p": 4})
+    assert response.status_code == 302 and response["Location"] == f"{LIST}?e=1"
+
+
 # --- What Hive sent, and the media ------------------------------------------------------------
 
 def test_the_change_page_shows_hives_json_pretty_with_results_receipts_and_events(admin_client, project,

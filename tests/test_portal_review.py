@@ -354,6 +354,18 @@ def test_queue_pages_know_there_is_more_without_counting(make_item, moderator):
     assert [i.pk for i in last.items] == [items[4].pk] and not last.has_more
 
 
+def test_queue_pages_stop_at_the_queue_depth_without_reading_past_it(make_item, moderator, monkeypatch):
+    monkeypatch.setattr(review, "QUEUE_DEPTH", 4)
+    items = [make_item(50 - n) for n in range(5)]
+    last = review.queue_page(moderator, "review", page=2, per_page=2)
+    assert [i.pk for i in last.items] == [i.pk for i in items[2:4]]
+    assert not last.has_more and last.capped
+    for page in (3, 10**20):
+        with CaptureQueriesContext(connection) as queries:
+            beyond = review.queue_page(moderator, "review", page=page, per_page=2)
+        assert (beyond.items, beyond.has_more, queries.captured_queries) == ([], False, [])
+
+
 def test_queues_hold_what_their_names_say(make_item, moderator, lead):
     pending = make_item(40)
     escalated = make_item(30, decision=Decision.ESCALATED)

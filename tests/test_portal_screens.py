@@ -7,7 +7,9 @@ import re
 
 import pytest
 from django.core.files.base import ContentFile
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from moderation.models import AuditEvent, Decision, ModeratorPreference, Result, ReviewMode, Status
 from moderation.services import review
@@ -259,3 +261,72 @@ def test_start_reviewing_with_nothing_left_says_so(mo):
 def test_a_user_without_a_role_is_told_to_ask_a_lead(client_for):
     page = client_for(make_user("visitor")).get("/portal/queue/review/")
     assert page.status_code == 403 and "no reviewer role" in page.content.decode()
+
+
+# --- Page numbers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", ["2", str(10**20)])
+def test_a_page_past_the_end_says_so_and_links_to_the_first_however_big_its_number(mo, make_item,
+                                                                                   page):  # noqa: F811
+    make_item(5)
+    response = mo.get("/portal/queue/review/", {"project": "portal", "page": page})
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert f"Page {page} is past the end of this list." in body
+    assert 'href="?project=portal">Go to the first page' in body
+
+
+@pytest.mark.parametrize("page", ["-3", "0", "abc", ""])
+def test_a_negative_or_garbled_page_number_shows_the_first_page(mo, make_item, page):  # noqa: F811
+    item = make_item(5)
+    response = mo.get("/portal/queue/review/", {"page": page})
+    assert response.status_code == 200 and f"/portal/item/{item.pk}/" in response.content.decode()
+
+
+def test_the_pages_stop_at_the_queue_depth_and_say_so(mo, make_item, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(review, "QUEUE_DEPTH", 50)
+    for _ in range(51):
+        make_item()
+    first = mo.get("/portal/queue/review/").content.decode()
+    assert "The pages stop here: filter the list to reach the rest." in first and "Next →" not in first
+    assert "Page 2 is past the end of this list." in mo.get("/portal/queue/review/?page=2").content.decode()
+
+
+# --- The dashboard's backlog --------------------------------------------------------------
+
+
+def backlog_rows(page: str) -> dict[str, list[str]]:
+    """The backlog table as a lead reads it: project name → the other cells' text."""
+    body = page.split("<h2>Backlog</h2>", 1)[1].split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    rows = {}
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S):
+        cells = [" ".join(re.sub(r"<[^>]+>", " ", td).split()) for td in re.findall(r"<td>(.*?)</td>", row, re.S)]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_dashboard_backlog_costs_the_same_queries_for_more_projects_and_counts_each(
+        client_for, lead, make_item, make_project, monkeypatch):  # noqa: F811
+    make_item(90)
+    make_item(20)
+    make_item(10, decision=Decision.ESCALATED)
+    make_item(200, status=Status.PROCESSING)  # not scored yet: waits for Hive, not for review
+    dashboard = client_for(lead)
+    dashboard.get("/portal/dashboard/")
+    with CaptureQueriesContext(connection) as one_project:
+        dashboard.get("/portal/dashboard/")
+    busy, _ = make_project("busy", review_sla_minutes=30), make_project("quiet", review_sla_minutes=45)
+    for _ in range(3):
+        make_item(10, target=busy)
+    make_item(5, target=busy, decision=Decision.ESCALATED)
+    make_item(5, target=busy, decision=Decision.APPROVED)
+    monkeypatch.setattr(review, "BACKLOG_CAP", 2)
+    with CaptureQueriesContext(connection) as three_projects:
+        page = dashboard.get("/portal/dashboard/").content.decode()
+    assert len(three_projects.captured_queries) == len(one_project.captured_queries)
+    assert backlog_rows(page) == {
+        "Busy": ["2+", "1", "10 minutes", "30 min"],
+        "Portal": ["2", "1", "1 hour, 30 minutes", "60 min late"],
+        "Quiet": ["0", "0", "—", "45 min"],
+    }

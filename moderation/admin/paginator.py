@@ -12,12 +12,16 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin.views.main import PAGE_VAR
 from django.core.paginator import Paginator
-from django.db import connections
-from django.db.models import QuerySet, Value
 from django.utils.functional import cached_property
+
+from moderation.services.counting import capped_count
 
 # Page links reach this many pages past the current one.
 LOOKAHEAD_PAGES = 9
+# Rows the page links reach; past them, the filters narrow the list. An OFFSET
+# reads and drops every row before the page, so deeper pages would cost more
+# and more, and a ?p= too big for the database's integers would be an error.
+MAX_ROWS = 50_000
 
 
 class CheapPaginator(Paginator):
@@ -29,21 +33,14 @@ class CheapPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         """Rows up to `limit`, counted in a bounded subquery: the database
-        stops reading at the limit. `capped` says there may be more."""
-        limit = (self.current_page + LOOKAHEAD_PAGES) * self.per_page + 1
+        stops reading at the limit. `capped` says there may be more.
+        A page past the counted ones is out of range (the changelist sends
+        it to the first page with ?e=1), however big its number."""
+        pages = min(self.current_page + LOOKAHEAD_PAGES, MAX_ROWS // self.per_page)
+        limit = pages * self.per_page + 1
         counted = capped_count(self.object_list, limit)
         self.capped = counted >= limit
         return counted
-
-
-def capped_count(queryset: QuerySet, limit: int) -> int:
-    """COUNT(*) over at most `limit` rows. The subquery selects a constant,
-    not the id, so a filtered count is read from an index alone."""
-    inner = queryset.order_by().annotate(_one=Value(1)).values("_one")[:limit]
-    sql, params = inner.query.sql_with_params()
-    with connections[inner.db].cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM ({sql}) capped", params)
-        return cursor.fetchone()[0]
 
 
 def requested_page(request) -> int:

@@ -26,14 +26,14 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 
-from moderation.admin.paginator import capped_count
 from moderation.models import AuditEvent, Decision, Project, Status, Submission
 from moderation.services import operations
+from moderation.services.counting import CappedCount, capped_count
 
 CAP = 1000
 # (column label, filter on Submission, list URL parameters); each a queue of work not yet done.
@@ -54,16 +54,8 @@ HOUR_COLUMNS: tuple[tuple[str, str | None], ...] = (
 RECENT_FAILURES = 5
 
 
-class CappedCount(Subquery):
-    """COUNT(*) over a LIMITed subquery: the database stops at the limit."""
-
-    template = "(SELECT COUNT(*) FROM (%(subquery)s) AS capped)"
-    output_field = IntegerField()
-
-
 def _capped(queryset: QuerySet) -> CappedCount:
-    # A constant, not the id: the count is then read from the index alone.
-    return CappedCount(queryset.order_by().annotate(one=Value(1)).values("one")[: CAP + 1])
+    return CappedCount(queryset, CAP + 1)
 
 
 def _oldest(queryset: QuerySet) -> Subquery:

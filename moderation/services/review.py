@@ -20,7 +20,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -34,6 +34,7 @@ from moderation.models import (
     Submission,
 )
 from moderation.services import audit, notify
+from moderation.services.counting import CappedCount
 
 LEAD_GROUP = "lead"
 MODERATOR_GROUP = "moderator"
@@ -466,6 +467,10 @@ QUEUES = {
 }
 
 
+# Rows a queue's pages reach; past them, the filters narrow the queue.
+QUEUE_DEPTH = 10_000
+
+
 @dataclass
 class QueueFilters:
     project: str = ""
@@ -483,6 +488,7 @@ class QueuePage:
     items: list[Submission]
     page: int
     has_more: bool
+    capped: bool = False  # more rows lie past QUEUE_DEPTH, where the pages stop
 
 
 def queue_queryset(user, name: str, filters: QueueFilters | None = None) -> QuerySet[Submission]:
@@ -533,11 +539,19 @@ def _apply_filters(qs: QuerySet[Submission], f: QueueFilters, *, search_only: bo
 
 def queue_page(user, name: str, filters: QueueFilters | None = None, *, page: int = 1,
                per_page: int = 50) -> QueuePage:
-    """One page, fetched as limit + 1 rows: "has more" without COUNT(*)."""
+    """One page, fetched as limit + 1 rows: "has more" without COUNT(*).
+
+    Pages start within the first QUEUE_DEPTH rows: an OFFSET reads and drops
+    every row before it, so a deeper page (or a ?page= too big for the
+    database's integers) is empty, like a page past the end."""
     page = max(1, page)
     start = (page - 1) * per_page
+    if start >= QUEUE_DEPTH:
+        return QueuePage(QUEUES[name], [], page, False)
     rows = list(queue_queryset(user, name, filters)[start:start + per_page + 1])
-    return QueuePage(QUEUES[name], rows[:per_page], page, len(rows) > per_page)
+    more = len(rows) > per_page
+    reachable = start + per_page < QUEUE_DEPTH
+    return QueuePage(QUEUES[name], rows[:per_page], page, more and reachable, capped=more and not reachable)
 
 
 def neighbours(user, name: str, submission: Submission) -> tuple[Submission | None, Submission | None]:
@@ -605,16 +619,18 @@ class Backlog:
 
 def backlog() -> list[Backlog]:
     """Per project: pending items (counted up to a cap, on the review index),
-    escalations, and the oldest waiting item."""
-    rows = []
-    for project in Project.objects.order_by("slug"):
-        pending = Submission.objects.filter(project=project, decision=Decision.PENDING, status=Status.COMPLETED)
-        count = pending.order_by()[:BACKLOG_CAP + 1].count()
-        escalated = (Submission.objects.filter(project=project, decision=Decision.ESCALATED)
-                     .order_by()[:BACKLOG_CAP + 1].count())
-        oldest = pending.order_by("created_at").values_list("created_at", flat=True).first()
-        rows.append(Backlog(project, min(count, BACKLOG_CAP), count > BACKLOG_CAP, escalated, oldest))
-    return rows
+    escalations, and the oldest waiting item. One statement of correlated
+    subqueries: the dashboard's queries do not grow with the projects, and
+    each count still stops at the cap."""
+    mine = Submission.objects.filter(project=OuterRef("pk"))
+    pending = mine.filter(decision=Decision.PENDING, status=Status.COMPLETED)
+    projects = Project.objects.order_by("slug").annotate(
+        pending_count=CappedCount(pending, BACKLOG_CAP + 1),
+        escalated_count=CappedCount(mine.filter(decision=Decision.ESCALATED), BACKLOG_CAP + 1),
+        oldest_pending=Subquery(pending.order_by("created_at").values("created_at")[:1]),
+    )
+    return [Backlog(p, min(p.pending_count, BACKLOG_CAP), p.pending_count > BACKLOG_CAP, p.escalated_count,
+                    p.oldest_pending) for p in projects]
 
 
 @dataclass
