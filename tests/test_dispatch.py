@@ -166,6 +166,17 @@ def test_a_call_that_started_before_a_pause_does_not_end_it(hive, project, partn
     assert not AuditEvent.objects.filter(action="hive.resumed").exists()
 
 
+@pytest.mark.parametrize("retry_after", ["inf", "1e308", "nan", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_an_absurd_retry_after_from_hive_still_schedules_a_retry_within_a_day(hive, project, partner, retry_after):
+    hive.add(responses.POST, SYNC, json={"message": "slow down"}, status=429, headers={"Retry-After": retry_after})
+    submission = submit(project, partner)
+    dispatch.dispatch_submission(submission.pk)
+    submission = reload(submission)
+    assert submission.status == Status.QUEUED
+    assert submission.next_attempt_at <= timezone.now() + timedelta(days=1, seconds=5)
+    assert reload(project).hive_paused_until <= timezone.now() + timedelta(days=1, seconds=5)
+
+
 def test_after_failures_only_one_probe_call_is_made(hive, project, partner):
     Project.objects.filter(pk=project.pk).update(hive_consecutive_failures=3)
     items = [submit(project, partner) for _ in range(3)]

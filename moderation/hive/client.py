@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ from moderation.hive.errors import HiveError
 logger = logging.getLogger("moderation.hive")
 
 MESSAGE_LIMIT = 500
+MAX_RETRY_AFTER_SECONDS = 86_400.0
 # Statuses that say "not now" rather than "never": retry them.
 _RETRYABLE_4XX = {408, 429}
 # What a bare status means at Hive (HIVE_API.md "Errors"), added to its message.
@@ -189,14 +191,18 @@ def _raise_for_status(response: requests.Response, what: str) -> None:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date,
+    at most MAX_RETRY_AFTER_SECONDS (a date in the year 9999 or "inf" would
+    overflow the retry time; a day is already far longer than any real pause)."""
     if not value or not value.strip():
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -204,7 +210,7 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return min(max(0.0, (when - datetime.now(timezone.utc)).total_seconds()), MAX_RETRY_AFTER_SECONDS)
 
 
 def _body_text(response: requests.Response) -> str:
