@@ -299,3 +299,34 @@ def test_hives_review_of_the_winning_task_is_kept_when_a_retry_made_a_second_tas
     assert results[1].review == {"decision": "reject", "reviewer": "hive-mod-3"}
     submission.refresh_from_db()
     assert submission.hive_task_id == "task-1"
+
+
+def test_a_failure_from_an_earlier_task_leaves_the_current_one_waiting(awaiting, post_callback):
+    # Waiting on task-1; a retry's predecessor, task-0, reports its failure late.
+    post_callback(awaiting, hive_result("task_error_download.json", id="task-0", metadata=str(awaiting.pk)))
+    awaiting.refresh_from_db()
+    assert awaiting.status == Status.AWAITING_CALLBACK and awaiting.hive_task_id == "task-1"
+    receipt = CallbackReceipt.objects.get()
+    assert receipt.outcome == "error" and "earlier" in receipt.outcome_detail
+
+
+def test_a_failure_that_overtakes_our_ack_is_handled_once_the_ack_is_stored(awaiting, post_callback, settings,
+                                                                           monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from moderation.services import sweep
+
+    Submission.objects.filter(pk=awaiting.pk).update(status=Status.PROCESSING, hive_task_id="")  # ack not stored
+    post_callback(awaiting, hive_result("task_error_download.json", id="task-1", metadata=str(awaiting.pk)))
+    receipt = CallbackReceipt.objects.get()
+    assert receipt.outcome == "pending"
+    Submission.objects.filter(pk=awaiting.pk).update(status=Status.AWAITING_CALLBACK, hive_task_id="task-1")
+    later = timezone.now() + timedelta(seconds=settings.CALLBACK_STALL_SECONDS + 1)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    monkeypatch.setattr(sweep, "enqueue_pump", lambda project_id: None)
+    assert sweep.sweep().callbacks_requeued == 1  # the task runs inline in the suite
+    awaiting.refresh_from_db()
+    assert awaiting.status == Status.QUEUED and awaiting.error_code == "hive_2101"
+    assert CallbackReceipt.objects.get().outcome == "error"

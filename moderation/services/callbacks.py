@@ -155,6 +155,16 @@ def process(receipt_id: int) -> None:
     try:
         normalised = normalise_for(submission.project, result)
     except HiveError as error:
+        if submission.status == Status.PROCESSING:
+            # Hive's failure overtook our storing of its ack. Left pending, the
+            # receipt is queued again by the sweep after CALLBACK_STALL_SECONDS,
+            # when the row says which task it waits for.
+            logger.info("task failure before its ack was stored; processed later")
+            return
+        if receipt.hive_task_id and submission.hive_task_id not in ("", receipt.hive_task_id):
+            _finish(receipt, ReceiptOutcome.ERROR, f"{error} (from task {receipt.hive_task_id}, an earlier one: "
+                                                   f"the submission waits for {submission.hive_task_id})")
+            return
         _finish(receipt, ReceiptOutcome.ERROR, str(error))
         _task_failed(submission, error)
         return
