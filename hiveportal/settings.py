@@ -38,6 +38,9 @@ if not SECRET_KEY:
             "(set HIVE_SIMULATOR=1 or DJANGO_DEBUG=1 for a local demo)."
         )
     SECRET_KEY = _DEV_SECRET
+# Previous keys, while a rotation settles: sessions and the callback URLs already
+# given to Hive for tasks still running stay valid.
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS", [])
 
 ALLOWED_HOSTS = env_list(
     "DJANGO_ALLOWED_HOSTS",

@@ -330,3 +330,16 @@ def test_a_failure_that_overtakes_our_ack_is_handled_once_the_ack_is_stored(awai
     awaiting.refresh_from_db()
     assert awaiting.status == Status.QUEUED and awaiting.error_code == "hive_2101"
     assert CallbackReceipt.objects.get().outcome == "error"
+
+
+def test_a_callback_url_issued_before_a_secret_key_rotation_still_works(awaiting, post_callback, settings):
+    issued = token_for(awaiting.pk)
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-new-secret-key-" + "x" * 40
+    assert token_for(awaiting.pk) != issued
+    response = post_callback(awaiting, hive_result("image.json", id="task-1", metadata=str(awaiting.pk)), token=issued)
+    assert response.status_code == 200
+    awaiting.refresh_from_db()
+    assert awaiting.status == Status.COMPLETED
+    settings.SECRET_KEY_FALLBACKS = []
+    assert post_callback(awaiting, hive_result("image.json", id="task-1"), token=issued).status_code == 403

@@ -41,8 +41,11 @@ def token_for(submission_id) -> str:
 
 
 def token_valid(submission_ref: str, token: str) -> bool:
-    """Whether the URL is one we issued (constant time)."""
-    return constant_time_compare(token, token_for(submission_ref))
+    """Whether the URL is one we issued (constant time), under the current secret
+    key or one it replaced: Hive calls back URLs issued before a rotation."""
+    return any(constant_time_compare(token, salted_hmac(_SALT, str(submission_ref), secret=key,
+                                                        algorithm="sha256").hexdigest())
+               for key in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS))
 
 
 def callback_url(submission_id) -> str:
