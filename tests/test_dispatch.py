@@ -122,6 +122,13 @@ def test_a_403_fails_once_without_retrying(hive, project, partner):
     assert len(hive.calls) == 1
 
 
+def test_a_refusal_tells_the_partner_what_hive_said_once(hive, project, partner):
+    hive.add(responses.POST, SYNC, json={"return_code": 400, "message": "url must be an http(s) URL "}, status=400)
+    submission = submit(project, partner)
+    dispatch.dispatch_submission(submission.pk)
+    assert reload(submission).error == "Hive sync call: HTTP 400: url must be an http(s) URL"
+
+
 def test_a_429_pauses_the_project_for_its_retry_after(hive, project, partner):
     hive.add(responses.POST, SYNC, json={"return_code": 429, "message": "Project has been rate limited"},
              status=429, headers={"Retry-After": "30"})

@@ -484,4 +484,8 @@ _PERMANENT_HINTS = {
 
 def _partner_message(error: HiveError) -> str:
     hint = _PERMANENT_HINTS.get(error.status_code or 0)
-    return f"{hint} (Hive said: {error.message})" if hint else f"Hive said: {error.message}"
+    message = error.message.strip()
+    if hint:
+        return f"{hint} (Hive said: {message})"
+    # Our own descriptions name Hive already ("Hive sync call: HTTP 400: ..."); Hive's words do not.
+    return message if message.startswith("Hive ") else f"Hive said: {message}"
