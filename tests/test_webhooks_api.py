@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import logging
+import socket
 from datetime import timedelta
 
 import pytest
@@ -86,13 +88,33 @@ def test_a_private_url_is_refused_unless_allowed(api, settings, url):
     assert register(api, url).status_code == 201
 
 
-def test_a_public_looking_name_that_resolves_inside_is_refused(api, settings, monkeypatch):
+def test_a_public_looking_name_that_resolves_inside_is_refused_without_naming_the_address(
+        api, settings, monkeypatch, caplog):
     settings.ALLOW_PRIVATE_URLS = False
     monkeypatch.setattr(safe_http, "_resolve", lambda host, port: ["192.168.1.20"])
-    response = register(api, "https://hooks.partner.example/in")
-    assert response.status_code == 400 and "private" in response.json()["url"][0]
+    with caplog.at_level(logging.INFO, logger="moderation.safe_http"):
+        response = register(api, "https://hooks.partner.example/in")
+    assert response.status_code == 400
+    assert response.json() == {"url": ["The URL's host resolves to a private or reserved address."]}
+    assert [(r.host, r.address) for r in caplog.records if r.name == "moderation.safe_http"] == [
+        ("hooks.partner.example", "192.168.1.20")]  # for the operator
     monkeypatch.setattr(safe_http, "_resolve", lambda host, port: ["93.184.216.34"])
     assert register(api, "https://hooks.partner.example/in").status_code == 201
+
+
+def test_a_name_that_does_not_resolve_is_refused_without_the_resolvers_words(api, settings, monkeypatch, caplog):
+    settings.ALLOW_PRIVATE_URLS = False
+
+    def no_such_name(host, port):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(safe_http, "_resolve", no_such_name)
+    with caplog.at_level(logging.INFO, logger="moderation.safe_http"):
+        response = register(api, "https://intranet.corp.example/in")
+    assert response.status_code == 400
+    assert response.json() == {"url": ["The URL's host does not resolve."]}
+    [record] = [r for r in caplog.records if r.name == "moderation.safe_http"]
+    assert record.host == "intranet.corp.example" and "Name or service not known" in record.error
 
 
 def test_deleting_an_endpoint_removes_it(api, partner):
@@ -184,6 +206,22 @@ def test_the_delivery_log_shows_every_attempt(api, delivered):
     assert attempt["latency_ms"] is not None and attempt["attempted_at"]
     assert attempt["webhook_id"].startswith("msg_")
     assert attempt["event_type"] == "submission.decided"
+
+
+def test_a_delivery_refused_for_a_private_address_names_no_address_in_the_log(
+        api, partner, make_project, settings, monkeypatch):
+    project = make_project("pics")
+    submission = Submission.objects.create(project=project, partner=partner, source="url",
+                                           url="https://cdn.example.com/a.jpg", status=Status.COMPLETED)
+    endpoint_id = register(api, "https://hooks.partner.example/in", ["submission.decided"]).json()["id"]
+    monkeypatch.setattr(safe_http, "_resolve", lambda host, port: ["10.20.30.40"])  # DNS now points inside
+    settings.ALLOW_PRIVATE_URLS = False
+    webhooks.fan_out(submission.pk, notify.DECIDED, "2026-11-29T10:00:00Z")
+
+    response = api.get(f"/api/v1/webhooks/{endpoint_id}/deliveries/")
+    (attempt,) = response.json()["results"]
+    assert attempt["error"] == "Refused: The URL's host resolves to a private or reserved address."
+    assert "10.20.30.40" not in response.content.decode()
 
 
 def test_redelivering_sends_the_message_again_with_the_same_webhook_id(api, delivered, receiver):

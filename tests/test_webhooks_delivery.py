@@ -33,6 +33,7 @@ from moderation.models.webhook import WebhookEvent
 from moderation.services import dispatch, notify, safe_http, webhooks
 from moderation.services.results import record_result
 from tests.conftest import FIXTURES, broker_down
+from tests.hostile_net import PUBLIC_ADDRESS, drip_server, rebinding_dns, refuse_beyond_loopback  # noqa: F401
 from tests.webhook_receiver import Receiver, Reply
 
 # --- Setup -------------------------------------------------------------------------------
@@ -314,6 +315,36 @@ def test_a_slow_receiver_times_out_and_is_retried(receiver, partner, submission,
     assert {r.webhook_id for r in receiver.received} == {message.id}
 
 
+def test_an_endpoint_that_dribbles_its_headers_is_cut_off_at_the_deadline(partner, drip_server, monkeypatch):
+    monkeypatch.setattr(webhooks, "TIMEOUT_SECONDS", 0.5)
+    message = message_at(webhooks.create_endpoint(partner, f"{drip_server}/headers", [notify.COMPLETED]))
+
+    started = time.monotonic()
+    webhooks.deliver(message.pk)
+    assert time.monotonic() - started < 1.5  # the headers alone take 3 s
+
+    attempt = WebhookDelivery.objects.get()
+    assert (attempt.success, attempt.status_code) == (False, None)
+    assert attempt.error == "No complete answer within 0.5 s (timed out)."
+    message = reload(message)
+    assert message.status == MessageStatus.PENDING and message.next_attempt_at > timezone.now()
+    assert message.locked_until is None  # settled long before its lease ran out
+
+
+def test_an_endpoint_that_answers_200_and_dribbles_its_body_is_delivered_at_the_deadline(
+        partner, drip_server, monkeypatch):
+    monkeypatch.setattr(webhooks, "TIMEOUT_SECONDS", 0.5)
+    message = message_at(webhooks.create_endpoint(partner, f"{drip_server}/body", [notify.COMPLETED]))
+
+    started = time.monotonic()
+    webhooks.deliver(message.pk)
+    assert time.monotonic() - started < 1.5  # the body alone takes 3 s
+
+    attempt = WebhookDelivery.objects.get()
+    assert (attempt.success, attempt.status_code) == (True, 200)
+    assert reload(message).status == MessageStatus.DELIVERED
+
+
 def test_a_redirect_is_not_followed_and_counts_as_a_failure(receiver, partner, submission):
     endpoint_for(receiver, partner)
     receiver.script = [Reply(302, headers={"Location": receiver.url + "/elsewhere"})]
@@ -394,8 +425,29 @@ def test_a_name_resolving_to_a_private_address_is_refused_at_delivery(receiver, 
     assert receiver.received == []
     attempt = WebhookDelivery.objects.get()
     assert not attempt.success and attempt.status_code is None
-    assert "private" in attempt.error
+    assert attempt.error == "Refused: The URL's host resolves to a private or reserved address."
     assert reload(endpoint).failing_since is not None
+
+
+def test_a_name_that_rebinds_to_loopback_after_the_check_is_never_posted_to(receiver, partner, submission, settings,
+                                                                          monkeypatch):
+    """DNS answers a public address, then 127.0.0.1: the POST may only go to the
+    address that was checked, so the internal service never sees it (and the
+    partner never sees its answer in the delivery log)."""
+    port = receiver.server.server_port
+    endpoint = webhooks.create_endpoint(partner, f"http://hooks.partner.example:{port}/hooks", [notify.DECIDED])
+    receiver.secrets.append(endpoint.secret)
+    settings.ALLOW_PRIVATE_URLS = False
+    rebinding_dns(monkeypatch, "hooks.partner.example")
+    dialled = refuse_beyond_loopback(monkeypatch)
+
+    webhooks.fan_out(submission.pk, notify.DECIDED, "2026-11-29T10:00:00Z")
+
+    assert receiver.received == []
+    assert [address for address in dialled if address[1] == port] == [(PUBLIC_ADDRESS, port)]
+    attempt = WebhookDelivery.objects.get()
+    assert not attempt.success and attempt.status_code is None and attempt.response_excerpt == ""
+    assert attempt.error.startswith("Network error:")
 
 
 def test_registration_refuses_a_name_resolving_to_a_private_address(partner, settings, monkeypatch):
@@ -403,7 +455,8 @@ def test_registration_refuses_a_name_resolving_to_a_private_address(partner, set
     monkeypatch.setattr(safe_http, "_resolve", lambda host, port: ["10.1.2.3"])
     with pytest.raises(webhooks.InvalidEndpoint) as refused:
         webhooks.create_endpoint(partner, "https://hooks.partner.example/in", [notify.COMPLETED])
-    assert refused.value.field == "url" and "private" in refused.value.message
+    assert refused.value.field == "url"
+    assert refused.value.message == "The URL's host resolves to a private or reserved address."
     assert not WebhookEndpoint.objects.exists()
 
 

@@ -79,7 +79,9 @@ MAX_URL_LENGTH = 2048
 DEFAULT_OVERLAP_HOURS = 24
 MAX_OVERLAP_HOURS = 7 * 24
 
-# HTTP. The read timeout applies to each socket read (requests has no total).
+# HTTP. TIMEOUT_SECONDS bounds a whole attempt, from connecting to reading the
+# excerpt, well inside the message's lease: an endpoint that dribbles its answer
+# must not keep the message until another drain claims and sends it again.
 CONNECT_TIMEOUT_SECONDS = 5.0
 TIMEOUT_SECONDS = 15.0
 EXCERPT_BYTES = 1000
@@ -130,7 +132,7 @@ def new_secret() -> str:
 def clean_url(url: object) -> str:
     """The URL if the portal may post to it; InvalidEndpoint("url", ...) if not.
 
-    Checked again at every delivery, after DNS: an address can change later."""
+    Checked again as every delivery connects: an address can change later."""
     if not isinstance(url, str) or not url.strip():
         raise InvalidEndpoint("url", "An http(s) URL is required.")
     url = url.strip()
@@ -141,7 +143,7 @@ def clean_url(url: object) -> str:
     except safe_http.UnsafeURL as exc:
         raise InvalidEndpoint("url", str(exc)) from None
     except requests.RequestException as exc:
-        raise InvalidEndpoint("url", f"The host does not resolve: {exc}") from None
+        raise InvalidEndpoint("url", str(exc)) from None
     return url
 
 
@@ -376,28 +378,36 @@ def sign(message_id: str, body: str, secrets: Iterable[str], timestamp: int) -> 
 
 
 def send(attempt: Attempt) -> Outcome:
-    """POST once; never raises. Redirects are not followed: a 3xx is a failure."""
+    """POST once, within TIMEOUT_SECONDS; never raises. Redirects are not
+    followed: a 3xx is a failure."""
     headers = sign(attempt.message_id, attempt.body, attempt.secrets, int(time.time()))
     headers.update({"content-type": "application/json", "user-agent": USER_AGENT})
     started = time.monotonic()
+    deadline = safe_http.Deadline(TIMEOUT_SECONDS)
     try:
-        safe_http.check_url(attempt.url)  # after DNS, at every attempt
-        with requests.post(attempt.url, data=attempt.body.encode("utf-8"), headers=headers,
-                           timeout=(CONNECT_TIMEOUT_SECONDS, TIMEOUT_SECONDS), allow_redirects=False,
-                           stream=True) as response:
+        with deadline, safe_http.safe_request(
+                "POST", attempt.url, data=attempt.body.encode("utf-8"), headers=headers,
+                timeout=(CONNECT_TIMEOUT_SECONDS, TIMEOUT_SECONDS), allow_redirects=False, deadline=deadline,
+                stream=True) as response:
+            if deadline.expired:  # the headers were cut off, which can look like their end
+                return _timed_out(started)
             latency = _ms_since(started)
-            excerpt = _excerpt(response)
+            excerpt = _excerpt(response)  # cut short at the deadline: the status is what counts
     except safe_http.UnsafeURL as exc:
         return Outcome(error=f"Refused: {exc}"[:500])
-    except requests.Timeout:
-        return Outcome(latency_ms=_ms_since(started), error=f"No answer within {TIMEOUT_SECONDS:g} s (timed out).")
     except requests.RequestException as exc:
+        if deadline.expired or isinstance(exc, requests.Timeout):
+            return _timed_out(started)
         return Outcome(latency_ms=_ms_since(started), error=f"Network error: {_reason(exc)}"[:500])
     except Exception as exc:  # noqa: BLE001 - a bug must not lose the attempt's record
         logger.exception("webhook send crashed", extra={"message_id": attempt.message_id})
         return Outcome(error=f"Internal error: {exc}"[:500])
     return Outcome(status_code=response.status_code, latency_ms=latency, excerpt=excerpt,
                    error=_status_error(response), retry_after=parse_retry_after(response.headers.get("Retry-After")))
+
+
+def _timed_out(started: float) -> Outcome:
+    return Outcome(latency_ms=_ms_since(started), error=f"No complete answer within {TIMEOUT_SECONDS:g} s (timed out).")
 
 
 def _status_error(response: requests.Response) -> str:
