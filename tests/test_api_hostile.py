@@ -573,6 +573,26 @@ def test_unstorable_metadata_in_a_multipart_upload_is_a_400_and_stores_nothing(a
     assert files_under(disk) == []
 
 
+BAD_HOSTS = ["http://a..com/x.png", "http://.a.com/x.png", f"http://{'a' * 64}.com/x.png", "http://a b.com/x.png",
+             "http://-a.com/x.png"]
+
+
+@pytest.mark.parametrize("url", BAD_HOSTS)
+def test_a_url_whose_host_no_dns_could_hold_is_a_400(api, projects, settings, url):
+    # It was accepted, then crashed the worker's mirror fetch (UnicodeError from the IDNA codec) on every retry.
+    settings.ALLOW_PRIVATE_URLS = False
+    assert_json_error(api.post(SUBMIT.format(slug="pics"), {"url": url}, format="json"), 400, "url")
+    assert not Submission.objects.exists()
+
+
+@pytest.mark.parametrize("url", [*BAD_HOSTS, "https://hooks.example.com/\\ud800"])
+def test_a_webhook_url_with_an_impossible_host_or_a_lone_surrogate_is_a_400(api, settings, url):
+    settings.ALLOW_PRIVATE_URLS = False
+    body = '{"url": "%s", "events": ["submission.completed"]}' % url
+    assert_json_error(api.generic("POST", "/api/v1/webhooks/", body, content_type="application/json"), 400, "url")
+    assert not WebhookEndpoint.objects.exists()
+
+
 def test_a_paired_surrogate_is_just_an_emoji(api, projects):
     response = api.generic("POST", SUBMIT.format(slug="chat"),
                            '{"text_data": "hi \\ud83d\\ude00", "metadata": {"face": "\\ud83d\\ude00"}}',

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import socket
 import threading
 import time
@@ -258,6 +259,11 @@ def _split(url: str) -> tuple[str, int]:
     # urlsplit drops tabs and newlines silently and keeps NUL; no HTTP client sends any of them.
     if any(ord(c) < 0x20 or c == "\x7f" for c in url):
         raise UnsafeURL("the URL contains a control character")
+    if not url.isascii():
+        try:
+            url.encode("utf-8")
+        except UnicodeEncodeError:  # JSON's "\ud800": half a UTF-16 pair, which no URL can carry
+            raise UnsafeURL("the URL contains an unpaired UTF-16 surrogate") from None
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -267,7 +273,29 @@ def _split(url: str) -> tuple[str, int]:
         raise UnsafeURL(f"only http and https URLs are allowed, not {parts.scheme or 'no scheme'!r}")
     if not parts.hostname:
         raise UnsafeURL("the URL has no host")
+    if not _valid_host(parts.hostname):
+        raise UnsafeURL(f"{parts.hostname!r} is not a valid host name")
     return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+# One DNS label, as an ASCII (IDNA) name carries it; underscores occur in real names.
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
+
+
+def _valid_host(host: str) -> bool:
+    """An IP address, or a name DNS could hold: the resolver would fail on the
+    rest with UnicodeError ('a..com', a label over 63 characters) or look up
+    what no server has ('a b.com'), after the URL was accepted."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        name = host.encode("idna").decode("ascii")
+    except UnicodeError:  # empty or long labels, surrogates, characters IDNA refuses
+        return False
+    return len(name) <= 253 and all(_LABEL.match(label) for label in name.removesuffix(".").split("."))
 
 
 def _private_allowed(allow_private: bool | None) -> bool:
