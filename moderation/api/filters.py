@@ -28,10 +28,23 @@ class UTCIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UTCIsoDateTimeField
 
 
+def one_of(*values: str) -> dict:
+    """A refused choice's message names the accepted values, so the partner
+    need not look them up."""
+    return {"invalid_choice": f"One of: {', '.join(values)}."}
+
+
+NO_DECISION = "none"  # `decision=none`: the submissions without a decision (yet)
+
+
 class SubmissionFilter(django_filters.FilterSet):
     project = django_filters.CharFilter(field_name="project__slug")
-    status = django_filters.ChoiceFilter(choices=Status.choices)
-    decision = django_filters.ChoiceFilter(choices=Decision.choices)
+    status = django_filters.ChoiceFilter(choices=Status.choices, error_messages=one_of(*Status.values))
+    decision = django_filters.ChoiceFilter(
+        choices=Decision.choices, null_value=NO_DECISION, null_label="No decision (yet)",
+        error_messages=one_of(*Decision.values, NO_DECISION),
+        help_text=f"`{NO_DECISION}`: no decision yet (not completed, or failed).",
+    )
     external_id = django_filters.CharFilter()
     created_after = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")

@@ -1,5 +1,5 @@
 """Cursor pagination over a timestamp ordering, whose every invalid cursor is
-DRF's 404 "Invalid cursor"."""
+DRF's 404 "Invalid cursor", and whose invalid `page_size` is a 400 naming it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import timezone as dt_timezone
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
 
 
@@ -34,3 +34,20 @@ class TimestampCursorPagination(CursorPagination):
         except (ValueError, OverflowError):
             raise NotFound(self.invalid_cursor_message) from None
         return Cursor(offset=cursor.offset, reverse=cursor.reverse, position=str(moment))
+
+    def get_page_size(self, request):
+        """The page size asked for, capped at `max_page_size`. DRF took one that
+        is no whole number above 0 (`abc`, `0`, `-1`) for the default without a
+        word; it is a 400 now. Absent or empty is the default, as an empty
+        filter is no filter."""
+        value = request.query_params.get(self.page_size_query_param)
+        if not value:
+            return self.page_size
+        try:
+            size = int(value)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise ValidationError({self.page_size_query_param: [
+                f"A whole number of at least 1; a page holds at most {self.max_page_size}."]})
+        return min(size, self.max_page_size)

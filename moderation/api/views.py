@@ -48,10 +48,12 @@ class ProjectList(generics.ListAPIView):
 
 
 class SizeLimitHandler(FileUploadHandler):
-    """Stops an upload as soon as it passes MAX_UPLOAD_MB, even without a
-    Content-Length (chunked), before it fills the disk; and takes each file's
-    sha256 as its bytes stream past, so nothing reads the file a second time
-    to hash it (a 4 MB upload spooled to disk was read back whole)."""
+    """Stops an upload as soon as its file passes MAX_UPLOAD_MB (the
+    Content-Length check in `initial` allows the multipart envelope on top; a
+    body without a Content-Length never gets here: hiveportal.middleware);
+    and takes each file's sha256 as its bytes stream past, so nothing reads
+    the file a second time to hash it (a 4 MB upload spooled to disk was read
+    back whole)."""
 
     def __init__(self, limit: int, handlers: list):
         super().__init__()
@@ -98,7 +100,8 @@ class SubmissionCreate(APIView):
         handlers.insert(0, self.upload_check)
 
     @extend_schema(
-        request={"multipart/form-data": SubmissionCreateSerializer, "application/json": SubmissionCreateSerializer},
+        request={"multipart/form-data": SubmissionCreateSerializer, "application/json": SubmissionCreateSerializer,
+                 "application/x-www-form-urlencoded": SubmissionCreateSerializer},
         responses={202: SubmissionSerializer, 400: error("Invalid field (named in the body)"),
                    404: error("No such project for this partner"),
                    409: error("Idempotency-Key conflict"),

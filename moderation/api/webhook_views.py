@@ -9,11 +9,12 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from moderation.api.pagination import TimestampCursorPagination
+from moderation.api.parsers import SafeJSONParser
 from moderation.api.schema import error
 from moderation.models import WebhookDelivery, WebhookEndpoint
 from moderation.services import webhooks
@@ -46,6 +47,7 @@ class EndpointCreateSerializer(serializers.Serializer):
     url = serializers.URLField(max_length=webhooks.MAX_URL_LENGTH,
                                help_text="http(s); private, loopback and link-local addresses are refused.")
     events = serializers.ListField(child=serializers.ChoiceField(choices=webhooks.EVENTS), min_length=1)
+    active = serializers.BooleanField(required=False, help_text="`false` registers it switched off (default `true`).")
 
 
 class EndpointUpdateSerializer(serializers.Serializer):
@@ -81,13 +83,33 @@ def invalid(error: webhooks.InvalidEndpoint) -> Response:
     return Response({error.field: [error.message]}, status=status.HTTP_400_BAD_REQUEST)
 
 
-def json_object(request) -> dict | Response:
+ENDPOINT_FIELDS = frozenset({"url", "events", "active"})
+ROTATE_FIELDS = frozenset({"overlap_hours"})
+
+
+def json_object(request, fields: frozenset) -> dict:
+    """The body, a JSON object of some of `fields`. Any other field is a 400
+    naming it, as on the submissions endpoint: ignored, a misspelt field left
+    the partner believing it had been applied."""
     if not isinstance(request.data, dict):
-        return Response({"detail": "The body must be a JSON object."}, status=status.HTTP_400_BAD_REQUEST)
+        raise ParseError("The body must be a JSON object.")
+    if unknown := sorted(set(request.data) - fields):
+        message = f"Unknown field. Allowed: {', '.join(sorted(fields))}."
+        raise ValidationError({name: [message] for name in unknown})
     return request.data
 
 
+def active_flag(data: dict) -> bool | None:
+    active = data.get("active")
+    if active is not None and not isinstance(active, bool):
+        raise ValidationError({"active": ["Must be true or false."]})
+    return active
+
+
 class EndpointList(APIView):
+    # JSON only: `events` is a list, which a form cannot carry.
+    parser_classes = [SafeJSONParser]
+
     @extend_schema(tags=TAG, responses=EndpointSerializer(many=True), summary="List your webhook endpoints")
     def get(self, request):
         return Response(EndpointSerializer(partner_endpoints(request.user), many=True).data)
@@ -95,14 +117,15 @@ class EndpointList(APIView):
     @extend_schema(
         tags=TAG, request=EndpointCreateSerializer, summary="Register a webhook endpoint",
         responses={201: EndpointCreatedSerializer,
-                   400: error("Invalid `url` or `events` (named in the body)")},
+                   400: error("Invalid or unknown field (named in the body)"),
+                   415: error("The body is not JSON")},
     )
     def post(self, request):
-        data = json_object(request)
-        if isinstance(data, Response):
-            return data
+        data = json_object(request, ENDPOINT_FIELDS)
+        active = active_flag(data)
         try:
-            endpoint = webhooks.create_endpoint(request.user, data.get("url"), data.get("events"))
+            endpoint = webhooks.create_endpoint(request.user, data.get("url"), data.get("events"),
+                                                active=active is not False)
         except webhooks.InvalidEndpoint as error:
             return invalid(error)
         response = Response(EndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
@@ -111,21 +134,19 @@ class EndpointList(APIView):
 
 
 class EndpointDetail(APIView):
+    parser_classes = [SafeJSONParser]  # as EndpointList
+
     @extend_schema(tags=TAG, responses={200: EndpointSerializer, 404: error("Not yours")})
     def get(self, request, pk):
         return Response(EndpointSerializer(get_object_or_404(partner_endpoints(request.user), pk=pk)).data)
 
     @extend_schema(tags=TAG, request=EndpointUpdateSerializer, summary="Change or re-enable an endpoint",
-                   responses={200: EndpointSerializer, 400: error("Invalid field"),
-                              404: error("Not yours")})
+                   responses={200: EndpointSerializer, 400: error("Invalid or unknown field"),
+                              404: error("Not yours"), 415: error("The body is not JSON")})
     def patch(self, request, pk):
         endpoint = get_object_or_404(partner_endpoints(request.user), pk=pk)
-        data = json_object(request)
-        if isinstance(data, Response):
-            return data
-        active = data.get("active")
-        if active is not None and not isinstance(active, bool):
-            return Response({"active": ["Must be true or false."]}, status=status.HTTP_400_BAD_REQUEST)
+        data = json_object(request, ENDPOINT_FIELDS)
+        active = active_flag(data)
         try:
             webhooks.update_endpoint(endpoint, url=data.get("url"), events=data.get("events"), active=active)
         except webhooks.InvalidEndpoint as error:
@@ -149,16 +170,13 @@ class RotateSecret(APIView):
                 "secret": serializers.CharField(),
                 "previous_secret_expires_at": serializers.DateTimeField(allow_null=True),
             }),
-            400: error("Invalid overlap_hours"),
+            400: error("Invalid `overlap_hours`, or an unknown field"),
             404: error("Not yours"),
         },
     )
     def post(self, request, pk):
         endpoint = get_object_or_404(partner_endpoints(request.user), pk=pk)
-        data = json_object(request)
-        if isinstance(data, Response):
-            return data
-        form = RotateSerializer(data=data)
+        form = RotateSerializer(data=json_object(request, ROTATE_FIELDS))
         form.is_valid(raise_exception=True)
         overlap = form.validated_data.get("overlap_hours", webhooks.DEFAULT_OVERLAP_HOURS)
         secret = webhooks.rotate_secret(endpoint, overlap)
@@ -181,7 +199,7 @@ class DeliveryList(generics.ListAPIView):
     filter_backends: list = []
 
     @extend_schema(tags=TAG, summary="The endpoint's delivery log, newest first", responses={
-        200: DeliverySerializer(many=True), 400: error("Invalid `webhook_id`"),
+        200: DeliverySerializer(many=True), 400: error("Invalid `webhook_id`, `success` or `page_size`"),
         404: error("Not yours, or an invalid cursor"),
     }, parameters=[
         OpenApiParameter("webhook_id", str, description="Only the attempts of this message (`webhook-id`)."),
@@ -198,8 +216,9 @@ class DeliveryList(generics.ListAPIView):
             if "\x00" in webhook_id:  # PostgreSQL compares no text holding a NUL
                 raise ValidationError({"webhook_id": ["Must not contain the NUL character (\\u0000)."]})
             deliveries = deliveries.filter(message_id=webhook_id)
-        success = self.request.query_params.get("success")
-        if success in ("true", "false"):
+        if success := self.request.query_params.get("success"):  # empty is no filter, as with django-filter
+            if success not in ("true", "false"):
+                raise ValidationError({"success": ["Must be true or false."]})
             deliveries = deliveries.filter(success=success == "true")
         return deliveries
 

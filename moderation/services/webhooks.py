@@ -156,14 +156,14 @@ def clean_events(events: object) -> list[str]:
     return [e for e in EVENTS if e in events]  # de-duplicated, in a stable order
 
 
-def create_endpoint(partner: Partner, url: object, events: object, *, actor: str = Actor.PARTNER,
-                    user=None) -> WebhookEndpoint:
+def create_endpoint(partner: Partner, url: object, events: object, *, active: bool = True,
+                    actor: str = Actor.PARTNER, user=None) -> WebhookEndpoint:
     """A new endpoint; its `secret` is for the caller to show once."""
     endpoint = WebhookEndpoint.objects.create(
-        partner=partner, url=clean_url(url), events=clean_events(events), secret=new_secret()
+        partner=partner, url=clean_url(url), events=clean_events(events), secret=new_secret(), is_active=active
     )
     audit.record("webhook.endpoint_created", actor=actor, partner=partner, user=user,
-                 endpoint=str(endpoint.pk), url=endpoint.url, events=endpoint.events)
+                 endpoint=str(endpoint.pk), url=endpoint.url, events=endpoint.events, active=active)
     return endpoint
 
 
