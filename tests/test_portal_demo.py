@@ -54,3 +54,13 @@ def test_every_demo_sample_opens_on_the_review_screen_with_its_media():
             assert media.status_code == 200 and media["Content-Type"] == item.media_mime
             body = b"".join(media.streaming_content)
             assert len(body) == item.size_bytes, item.external_id
+
+
+def test_a_demo_samples_results_carry_its_own_time_and_source():
+    from moderation.models import Delivery
+
+    seed()
+    for item in Submission.objects.filter(completed_at__isnull=False).select_related("project"):
+        expected = "sync" if item.project.delivery == Delivery.SYNC else "callback"
+        for result in item.results.all():
+            assert (result.source, result.received_at) == (expected, item.completed_at), item.external_id

@@ -252,7 +252,7 @@ def _create_sample(sample: Sample, project: Project, partner: Partner, moderator
     audit.record("submission.received", actor=Actor.PARTNER, partner=partner, submission=submission,
                  source=submission.source, media_kind=submission.media_kind, demo=True)
     if submission.scores is not None:
-        _store_result(submission, sample)
+        _store_result(submission, sample, project)
     _record_decision(submission, sample, moderator)
 
 
@@ -294,14 +294,15 @@ def _apply_verdict(submission: Submission, sample: Sample, project: Project, mod
         submission.decision_reason = sample.reason
 
 
-def _store_result(submission: Submission, sample: Sample) -> None:
+def _store_result(submission: Submission, sample: Sample, project: Project) -> None:
     task_id = f"task-{submission.external_id}"
     output = [{"time": f["time"], "classes": [{"class": c, "score": s} for c, s in f["scores"].items()]}
               for f in sample.timeline] or [{"time": 0, "classes": [{"class": c, "score": s}
                                                                     for c, s in sample.scores.items()]}]
     raw = {"id": task_id, "status": [{"status": {"code": "0", "message": "SUCCESS"},
                                       "response": {"output": output}}]}
-    common = dict(submission=submission, source=ResultSource.CALLBACK, hive_task_id=task_id,
+    source = ResultSource.SYNC if project.delivery == Delivery.SYNC else ResultSource.CALLBACK
+    common = dict(submission=submission, source=source, hive_task_id=task_id, received_at=submission.completed_at,
                   scores=submission.scores, top_class=submission.top_class, top_score=submission.top_score,
                   timeline=list(sample.timeline), transcript=sample.transcript,
                   text_matches=list(sample.matches), model_version="demo-model-1")
