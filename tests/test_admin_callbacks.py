@@ -93,6 +93,15 @@ def test_replaying_a_receipt_whose_processing_failed_records_its_result_once(adm
     assert Result.objects.count() == 1
 
 
+def test_a_replay_that_fails_again_is_reported_as_an_error(admin_client, awaiting):
+    body = json.loads((FIXTURES / "hive" / "task_error_corrupt.json").read_text())
+    body.update(id="task-1", metadata=str(awaiting.pk))
+    stored = receipt(awaiting, body=json.dumps(body))
+    page = admin_client.post(f"{LOG}{stored.pk}/replay/", follow=True).content.decode()
+    assert f'<li class="error">Receipt #{stored.pk} replayed: error (' in page
+    assert 'class="success"' not in page
+
+
 def test_a_replay_never_creates_a_second_result(awaiting):
     receipt(awaiting, outcome="pending")
     operations.replay_receipt(CallbackReceipt.objects.get().pk)

@@ -13,8 +13,20 @@ from moderation.services.keys import authenticate_key, issue_key
 KEY_PATTERN = re.compile(r"hp_[0-9a-f]{12}_[A-Za-z0-9_\-]{20,}")
 
 
+def hidden_fields(page: str) -> dict:
+    """A form page's hidden inputs: what a browser sends back with the form."""
+    return dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
+
+
+def issue_form(client, partner, name: str = "") -> dict:
+    """The issue form as a browser fills it in, once drawn."""
+    page = client.get(f"/admin/moderation/partner/{partner.pk}/issue-key/").content.decode()
+    return {**hidden_fields(page), "name": name}
+
+
 def test_issuing_a_key_shows_it_once_and_it_works(admin_client, partner):
-    response = admin_client.post(f"/admin/moderation/partner/{partner.pk}/issue-key/", {"name": "uploader"})
+    url = f"/admin/moderation/partner/{partner.pk}/issue-key/"
+    response = admin_client.post(url, issue_form(admin_client, partner, "uploader"))
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
     plaintext = KEY_PATTERN.search(response.content.decode()).group(0)
@@ -30,17 +42,40 @@ def test_issuing_a_key_shows_it_once_and_it_works(admin_client, partner):
     assert plaintext not in str(event.data)
 
 
+def test_reloading_the_new_key_page_issues_no_second_key_and_says_why(admin_client, partner):
+    url = f"/admin/moderation/partner/{partner.pk}/issue-key/"
+    form = issue_form(admin_client, partner, "uploader")
+    plaintext = KEY_PATTERN.search(admin_client.post(url, form).content.decode()).group(0)
+    reloaded = admin_client.post(url, form, follow=True)  # the browser re-posts the same form
+    page = reloaded.content.decode()
+    key = ApiKey.objects.get(partner=partner)
+    assert "This form was already used: key" in page and f"hp_{key.prefix}_…" in page
+    assert "Issue another from the partner page" in page
+    assert not KEY_PATTERN.search(page)
+    assert authenticate_key(plaintext) == key  # the key shown the first time still works
+    # A fresh form issues another key.
+    admin_client.post(url, issue_form(admin_client, partner))
+    assert ApiKey.objects.filter(partner=partner).count() == 2
+
+
+def test_an_out_of_date_issue_form_issues_nothing(admin_client, partner):
+    page = admin_client.post(f"/admin/moderation/partner/{partner.pk}/issue-key/", {"name": "x"}).content.decode()
+    assert "This form is out of date" in page
+    assert not ApiKey.objects.exists()
+
+
 def test_the_issue_key_page_asks_before_issuing(admin_client, partner):
     response = admin_client.get(f"/admin/moderation/partner/{partner.pk}/issue-key/")
     assert response.status_code == 200 and "shown once" in response.content.decode()
     assert not ApiKey.objects.exists()
 
 
-def test_the_issue_key_action_issues_one_key_for_one_partner(admin_client, partner):
+def test_the_issue_key_action_opens_the_issue_form(admin_client, partner):
     response = admin_client.post("/admin/moderation/partner/",
                                  {"action": "issue_key", "_selected_action": [partner.pk]})
-    assert KEY_PATTERN.search(response.content.decode())
-    assert ApiKey.objects.filter(partner=partner).count() == 1
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/moderation/partner/{partner.pk}/issue-key/"
+    assert not ApiKey.objects.exists()  # a reload of the action's answer issues nothing either
 
 
 def test_the_issue_key_action_refuses_several_partners(admin_client, partner):

@@ -140,6 +140,19 @@ def test_export_csv_streams_the_selected_rows_and_defuses_formulas(admin_client,
     assert event.user == admin_user and event.data["selection"] == "2 selected"
 
 
+def test_export_says_who_decided_when_and_why_with_scores_to_four_places(admin_client, admin_user, project,
+                                                                          partner):
+    decided_at = timezone.now()
+    rejected = make(project, partner, status=Status.COMPLETED, top_class="general_nsfw", top_score=0.123456789,
+                    decision="rejected", decided_by=admin_user, decided_at=decided_at, decision_reason="Nudity")
+    response = act(admin_client, "export_csv", rejected, follow=False)
+    header, row = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    exported = dict(zip(header, row))
+    assert exported["top_score"] == "0.1235"
+    assert (exported["decided_by"], exported["decided_at"], exported["decision_reason"]) == (
+        admin_user.username, decided_at.isoformat(), "Nudity")
+
+
 def test_export_reads_in_batches_so_many_rows_never_sit_in_memory(project, partner, monkeypatch):
     monkeypatch.setattr(operations, "BATCH", 3)
     made = {str(make(project, partner).pk) for _ in range(8)}

@@ -14,13 +14,16 @@ from django.utils.safestring import SafeString
 
 from moderation.admin.core import ReadOnlyMixin, pretty_json
 from moderation.admin.paginator import BigTableAdmin
-from moderation.models import CallbackReceipt, Project
+from moderation.models import CallbackReceipt, Project, ReceiptOutcome
 from moderation.services import operations
 
 # Overdue submissions listed above the log; the rest are one click away.
 OVERDUE_SHOWN = 10
 # Receipts one replay action handles; a replay runs inline, in the request.
 REPLAY_LIMIT = 200
+# How a replay's outcome is announced; any other (still pending) is a warning.
+REPLAY_LEVELS = {ReceiptOutcome.PROCESSED: messages.SUCCESS, ReceiptOutcome.DUPLICATE: messages.SUCCESS,
+                 ReceiptOutcome.ERROR: messages.ERROR, ReceiptOutcome.REJECTED: messages.ERROR}
 
 
 class ProjectFilter(admin.SimpleListFilter):
@@ -114,6 +117,10 @@ class CallbackReceiptAdmin(ReadOnlyMixin, BigTableAdmin):
         done = sum(r.replayed for r in replays)
         messages.info(request, f"Replayed {done} of {len(replays)} receipts; the others were not replayable "
                                f"(not authentic, or already processed).")
+        failed = sum(r.replayed and REPLAY_LEVELS.get(r.outcome) != messages.SUCCESS for r in replays)
+        if failed:
+            messages.error(request, f"{failed} of the replayed receipts did not record a result: see their "
+                                    f"outcome in the log.")
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.replay_view)
@@ -139,7 +146,10 @@ class CallbackReceiptAdmin(ReadOnlyMixin, BigTableAdmin):
 
     @staticmethod
     def _announce(request: HttpRequest, replay: operations.Replay) -> None:
-        if replay.replayed:
-            messages.success(request, f"Receipt #{replay.receipt_id} replayed: {replay.outcome} ({replay.detail}).")
-        else:
+        if not replay.replayed:
             messages.warning(request, f"Receipt #{replay.receipt_id} not replayed: {replay.detail}.")
+            return
+        # Replayed is not succeeded: only a recorded (or already recorded) result is.
+        level = REPLAY_LEVELS.get(replay.outcome, messages.WARNING)
+        messages.add_message(request, level, f"Receipt #{replay.receipt_id} replayed: {replay.outcome} "
+                                             f"({replay.detail}).")

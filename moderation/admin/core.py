@@ -8,8 +8,11 @@ import json
 import uuid
 
 from django.contrib import admin, messages
+from django.db.models import Model
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
@@ -61,6 +64,27 @@ def report(request: HttpRequest, done: int, skipped: int, verb: str, why: str) -
         messages.info(request, "Nothing was selected.")
 
 
+def object_page(request: HttpRequest, model_admin: admin.ModelAdmin, obj: Model, template: str, crumb: str,
+                **context) -> TemplateResponse:
+    """A page of our own about one object (a partner, a webhook endpoint),
+    with the admin's chrome and breadcrumbs down to the object."""
+    context = {**model_admin.admin_site.each_context(request), "opts": model_admin.opts, "object": obj,
+               "crumb": crumb, "title": f"{crumb}: {obj}", **context}
+    return TemplateResponse(request, template, context)
+
+
+def show_once(request: HttpRequest, model_admin: admin.ModelAdmin, obj: Model, *, what: str, secret: str,
+              lead: str, usage: str = "") -> TemplateResponse:
+    """A new secret (a partner key, a webhook signing secret) in this response
+    only: no messages cookie, no session, no log, and the page is never cached.
+    The form that made it cannot make another when resubmitted, so a reload
+    neither shows it again nor makes a second one."""
+    response = object_page(request, model_admin, obj, "admin/moderation/secret_shown.html", f"New {what}",
+                           what=what, secret=secret, lead=lead, usage=usage)
+    add_never_cache_headers(response)
+    return response
+
+
 class ReadOnlyMixin:
     """History is never edited from the admin."""
 
@@ -76,7 +100,7 @@ class ReadOnlyMixin:
 
 @admin.register(Result)
 class ResultAdmin(ReadOnlyMixin, BigTableAdmin):
-    list_display = ["id", "submission", "source", "top_class", "top_score", "hive_task_id", "received_at"]
+    list_display = ["id", "submission_link", "source", "top_class", "score", "hive_task_id", "received_at"]
     list_filter = ["source", ("received_at", admin.DateFieldListFilter)]
     list_select_related = ["submission"]
     deferred = ("raw",)
@@ -84,6 +108,15 @@ class ResultAdmin(ReadOnlyMixin, BigTableAdmin):
     ordering = ["-id"]
     readonly_fields = ["raw_pretty"]
     exclude = ["raw"]
+
+    # Short forms, so the list's last column fits a 1366 px screen.
+    @admin.display(description="Submission", ordering="submission")
+    def submission_link(self, obj: Result) -> SafeString:
+        return admin_link(obj.submission, f"{str(obj.submission_id)[:8]}…")
+
+    @admin.display(description="Top score", ordering="top_score")
+    def score(self, obj: Result) -> str:
+        return "" if obj.top_score is None else f"{obj.top_score:.4f}"
 
     @admin.display(description="Raw result (as Hive sent it)")
     def raw_pretty(self, obj: Result) -> SafeString:

@@ -1,5 +1,6 @@
 """Partners and their API keys: a new key is shown once, on the page that
-issued it, and never again (it is stored only as a digest)."""
+issued it, and never again (it is stored only as a digest). One issue form
+issues one key at most, so reloading that page cannot issue another."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
 
-from moderation.admin.core import admin_link
+from moderation.admin.core import admin_link, object_page, show_once
 from moderation.models import ApiKey, Partner, Submission
-from moderation.services import operations
+from moderation.services import keys, operations
+
+STALE_FORM = "This form is out of date: open “Issue new key” again."
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -44,6 +46,12 @@ class ApiKeyInline(admin.TabularInline):
 class IssueKeyForm(forms.Form):
     name = forms.CharField(max_length=100, required=False,
                            help_text="What the key is for, e.g. \"production uploader\".")
+    # The new key's public prefix (as keys.new_prefix makes them), chosen when
+    # the form is opened. Prefixes are unique, so the same form resubmitted (a
+    # reload of the page that showed the key, or Back and Issue again) cannot
+    # issue a second key that nobody has.
+    prefix = forms.RegexField(r"\A[0-9a-f]{12}\Z", widget=forms.HiddenInput, initial=keys.new_prefix,
+                              error_messages={"required": STALE_FORM, "invalid": STALE_FORM})
 
 
 @admin.register(Partner)
@@ -85,7 +93,8 @@ class PartnerAdmin(admin.ModelAdmin):
         if len(partners) != 1:
             messages.error(request, "Select exactly one partner to issue a key for.")
             return None
-        return self._issued(request, partners[0], "")
+        # To the issue form, which a reload cannot resubmit into a second key.
+        return HttpResponseRedirect(reverse("admin:moderation_partner_issue_key", args=[partners[0].pk]))
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.issue_key_view)
@@ -96,27 +105,29 @@ class PartnerAdmin(admin.ModelAdmin):
         partner = get_object_or_404(Partner, pk=object_id)
         if not self.has_change_permission(request, partner):
             raise PermissionDenied
-        if request.method == "POST":
-            form = IssueKeyForm(request.POST)
-            if form.is_valid():
-                return self._issued(request, partner, form.cleaned_data["name"])
-        elif request.method == "GET":
-            form = IssueKeyForm()
-        else:
+        if request.method not in ("GET", "POST"):
             return HttpResponseNotAllowed(["GET", "POST"])
-        context = {**self.admin_site.each_context(request), "opts": self.opts, "partner": partner, "form": form,
-                   "title": f"Issue a new API key for {partner}"}
-        return TemplateResponse(request, "admin/moderation/partner/issue_key.html", context)
+        form = IssueKeyForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            return self._issue(request, partner, form.cleaned_data["name"], form.cleaned_data["prefix"])
+        return object_page(
+            request, self, partner, "admin/moderation/secret_form.html", "Issue new key", form=form,
+            submit_label="Issue key", intro="The new key is shown once, on the next page. Only its digest is "
+                                            "stored: if it is lost, issue another and revoke this one.")
 
-    def _issued(self, request: HttpRequest, partner: Partner, name: str):
-        """Show the plaintext on this response only: it goes into no message
-        cookie, no session and no log, and the page is never cached."""
-        issued = operations.issue_partner_key(partner, name, user=request.user)
-        context = {**self.admin_site.each_context(request), "opts": self.opts, "partner": partner,
-                   "issued": issued, "title": f"New API key for {partner}"}
-        response = TemplateResponse(request, "admin/moderation/partner/key_issued.html", context)
-        add_never_cache_headers(response)
-        return response
+    def _issue(self, request: HttpRequest, partner: Partner, name: str, prefix: str):
+        try:
+            issued = operations.issue_partner_key(partner, name, prefix=prefix, user=request.user)
+        except keys.PrefixTaken:
+            messages.warning(request, f"This form was already used: key hp_{prefix}_… was issued (revoke it if "
+                                      f"nobody copied it). Issue another from the partner page if you need one.")
+            return HttpResponseRedirect(reverse("admin:moderation_partner_change", args=[partner.pk]))
+        named = format_html(" “{}”", issued.api_key.name) if issued.api_key.name else ""
+        return show_once(
+            request, self, partner, what="API key", secret=issued.plaintext,
+            lead=format_html("New API key{} for <strong>{}</strong>:", named, partner),
+            usage=format_html("The partner sends it as <code>Authorization: Token &lt;key&gt;</code>. It is listed "
+                              "as <code>hp_{}_…</code>.", issued.api_key.prefix))
 
 
 @admin.register(ApiKey)

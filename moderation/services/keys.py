@@ -7,6 +7,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from moderation.models import ApiKey, Partner
@@ -23,13 +24,32 @@ class IssuedKey:
     plaintext: str  # shown once, never stored
 
 
+class PrefixTaken(Exception):
+    """A key with the chosen prefix exists already."""
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def issue_key(partner: Partner, name: str = "") -> IssuedKey:
-    plaintext = f"{KEY_PREFIX}_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
-    return IssuedKey(api_key=install_key(partner, plaintext, name), plaintext=plaintext)
+def new_prefix() -> str:
+    return secrets.token_hex(6)
+
+
+def issue_key(partner: Partner, name: str = "", prefix: str | None = None) -> IssuedKey:
+    """A new key. A caller may choose its public `prefix` in advance (the
+    admin's issue form does): the prefix is unique, so issuing under one that
+    is taken raises PrefixTaken instead of creating a second key."""
+    prefix = prefix or new_prefix()
+    plaintext = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    try:
+        with transaction.atomic():
+            key = ApiKey.objects.create(partner=partner, prefix=prefix, name=name, digest=_digest(plaintext))
+    except IntegrityError:
+        if ApiKey.objects.filter(prefix=prefix).exists():
+            raise PrefixTaken(prefix) from None
+        raise
+    return IssuedKey(api_key=key, plaintext=plaintext)
 
 
 def install_key(partner: Partner, plaintext: str, name: str = "") -> ApiKey:

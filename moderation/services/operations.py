@@ -241,8 +241,10 @@ def test_connection(project: Project, *, user=None, client: HiveClient | None = 
 def _check_from_error(project: Project, error: HiveError, elapsed: int) -> ConnectionCheck:
     message = _without_key(error.message, project.hive_api_key)
     if error.status_code == 400 and project.uses_manual_review:
-        return ConnectionCheck(True, f"Hive accepted the key (it refused only the sync test call for a "
-                                     f"manual-review project: {message}).", 400, elapsed)
+        # Hive checks the key first (a bad one is a 401/403), so a 400 proves it.
+        return ConnectionCheck(True, "The key works. A manual-review project is async only, and this test makes "
+                                     "a sync call (an async one would create real review work), so Hive refused "
+                                     "the test task itself (HTTP 400), as expected.", 400, elapsed)
     if error.status_code in (401, 403):
         return ConnectionCheck(False, f"Hive refused the API key: {message}", error.status_code, elapsed)
     if error.status_code == 405:
@@ -269,9 +271,10 @@ def hive_key_set(project: Project, *, user=None) -> None:
 
 # --- Partner keys ---------------------------------------------------------------
 
-def issue_partner_key(partner: Partner, name: str = "", *, user=None) -> keys.IssuedKey:
-    """A new key; the caller shows `plaintext` once, it is stored nowhere."""
-    issued = keys.issue_key(partner, name)
+def issue_partner_key(partner: Partner, name: str = "", *, prefix: str | None = None, user=None) -> keys.IssuedKey:
+    """A new key; the caller shows `plaintext` once, it is stored nowhere.
+    Raises keys.PrefixTaken when `prefix` (chosen by the issue form) was used."""
+    issued = keys.issue_key(partner, name, prefix)
     audit.record("operator.api_key_issued", actor=Actor.OPERATOR, partner=partner, user=user,
                  prefix=issued.api_key.prefix, name=name)
     return issued
@@ -290,16 +293,19 @@ def revoke_partner_key(key: ApiKey, *, user=None) -> bool:
 
 # --- Export ---------------------------------------------------------------------
 
+# New columns go at the end, so scripts that read columns by position keep working.
 EXPORT_COLUMNS = (
     "id", "project", "partner", "external_id", "source", "media_kind", "size_bytes", "status", "decision",
     "decision_source", "top_class", "top_score", "hive_task_id", "attempts", "error", "created_at",
-    "completed_at",
+    "completed_at", "decided_by", "decided_at", "decision_reason",
 )
 _EXPORT_FIELDS = (
     "id", "project__slug", "partner__name", "external_id", "source", "media_kind", "size_bytes", "status",
     "decision", "decision_source", "top_class", "top_score", "hive_task_id", "attempts", "error", "created_at",
-    "completed_at",
+    "completed_at", "decided_by__username", "decided_at", "decision_reason",
 )
+# Scores to 4 places: further digits are noise to whoever reads the sheet.
+SCORE_PLACES = 4
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -329,6 +335,8 @@ def _cell(value) -> str:
         return ""
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, float):
+        return str(round(value, SCORE_PLACES))
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return str(value)
