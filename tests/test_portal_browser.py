@@ -7,13 +7,15 @@ wheel. A missing browser fails these tests loudly instead of skipping them.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
 from django.db import connections
+from django.utils import timezone
 
-from moderation.models import Decision, Submission
+from moderation.models import Decision, Project, Result, Submission
 from tests.test_portal_review import make_user
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -62,8 +64,8 @@ def portal(make_project, partner, media_samples):
     return {"project": project, "items": items}
 
 
-def open_page(browser, live_server, username: str):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+def open_page(browser, live_server, username: str, viewport=(1400, 900)):
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.script_errors = []
@@ -147,3 +149,61 @@ def test_a_lead_sees_the_dashboard_and_a_moderator_does_not(browser, live_server
     response = moderator_page.goto(f"{live_server.url}/portal/dashboard/")
     assert response.status == 403
     assert "for leads" in moderator_page.text_content("main")
+
+
+PHONE = (390, 844)
+
+
+def test_on_a_phone_a_queue_table_scrolls_in_its_box_not_the_page(browser, live_server, portal):
+    for n in range(3):  # long external ids widen the table the most
+        Submission.objects.filter(pk=portal["items"][n].pk).update(external_id=f"partner-reference-{n:020d}")
+    page = open_page(browser, live_server, "mo", viewport=PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE[0]
+    table = page.evaluate("(t => ({table: t.offsetWidth, box: t.parentElement.clientWidth}))"
+                          "(document.querySelector('table.list'))")
+    assert table["table"] > table["box"], "the table scrolls inside its own box"
+
+
+def test_on_a_phone_approve_is_above_the_fold_under_a_landscape_image(browser, live_server, portal):
+    item = portal["items"][0]
+    # A long project name and a long wait: badges that wrap to a second line.
+    Project.objects.filter(pk=portal["project"].pk).update(slug="browser-visual-sync")
+    Submission.objects.filter(pk=item.pk).update(created_at=timezone.now() - timedelta(minutes=75))
+    page = open_page(browser, live_server, "mo", viewport=PHONE)
+    page.goto(f"{live_server.url}/portal/item/{item.pk}/")
+    page.wait_for_function("document.querySelector('[data-visual]').complete")
+    media = page.locator("[data-media]").bounding_box()
+    approve = page.locator("[data-action=approve]").bounding_box()
+    assert media["height"] <= PHONE[1] * 0.45 + 1, media
+    assert approve["y"] + approve["height"] <= PHONE[1], "Approve is on the first screen"
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE[0]
+    assert page.script_errors == []
+
+
+def test_the_grid_asks_for_one_of_its_own_reasons(browser, live_server, portal):
+    page = open_page(browser, live_server, "mo")
+    page.goto(f"{live_server.url}/portal/grid/")
+    page.check("[data-tile-check] >> nth=0")
+    page.click("[data-action=reject]")
+    assert page.text_content("[data-count]") == "Pick a reason (1–3) first."
+
+
+def test_a_speech_transcript_starts_blurred_and_v_reveals_it(browser, live_server, portal, media_samples):
+    speech = Submission.objects.create(
+        project=portal["project"], partner=portal["items"][0].partner, source="media", media_kind="audio",
+        media_mime="audio/mpeg", status="completed", decision=Decision.PENDING, scores={"violence": 0.8},
+        top_class="violence", top_score=0.8)
+    speech.media.save("a.mp3", ContentFile((media_samples / "sample.mp3").read_bytes()))
+    Result.objects.create(submission=speech, source="sync", fingerprint="f", raw="{}", scores={"violence": 0.8},
+                          transcript="I will find you")
+    page = open_page(browser, live_server, "mo")
+    page.goto(f"{live_server.url}/portal/item/{speech.pk}/")
+
+    def transcript_filter() -> str:
+        return page.eval_on_selector("text=I will find you",
+                                     "el => getComputedStyle(el.closest('[data-content]') || el).filter")
+
+    assert "blur" in transcript_filter() and page.is_visible("[data-veil]")
+    page.keyboard.press("v")
+    assert "blur" not in transcript_filter() or "blur(0px)" in transcript_filter()
+    assert page.script_errors == []

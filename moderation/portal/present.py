@@ -4,9 +4,12 @@ score bars against thresholds, highlighted text, the video/audio score strip."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import timesince
 
 MAX_SCORE_ROWS = 12
 
@@ -32,8 +35,11 @@ class ScoreRow:
 
 
 def score_rows(scores: dict | None, thresholds: dict | None) -> list[ScoreRow]:
-    """Classes the project routes on first (worst first), then the highest others."""
-    scores, thresholds = scores or {}, thresholds or {}
+    """Classes the project routes on first (worst first), then the highest others.
+    None until Hive has scored the item: a row of zeros would read as clean."""
+    if not scores:
+        return []
+    thresholds = thresholds or {}
     routed = [ScoreRow(c, float(scores.get(c, 0.0)), b.get("review"), b.get("reject"))
               for c, b in thresholds.items()]
     others = [ScoreRow(c, float(s), None, None) for c, s in scores.items() if c not in thresholds]
@@ -159,7 +165,7 @@ def hive_review(results) -> dict | None:
     for result in reversed(list(results)):
         if result.review is not None:
             review = result.review if isinstance(result.review, dict) else {"verdict": result.review}
-            return {"received_at": result.received_at, **review}
+            return {**review, "received_ago": age(result.received_at)}
     return None
 
 
@@ -178,5 +184,29 @@ def event_summary(data: dict | None) -> str:
             value = f"{value:.2f}"
         elif isinstance(value, list):
             value = ", ".join(map(str, value))
+        elif key == "triggered" and isinstance(value, dict):
+            value = _triggers(value)
         parts.append(f"{key.replace('_', ' ')}: {value}")
     return " · ".join(parts)[:400]
+
+
+def _triggers(triggered: dict) -> str:
+    """Routing's {class: {"score": s, "review" or "reject": bound}} as
+    "violence 0.67 ≥ review 0.60" (a moderator's decision stores a plain list)."""
+    parts = []
+    for cls, hit in triggered.items():
+        hit = hit if isinstance(hit, dict) else {}
+        bound = next((name for name in ("reject", "review") if name in hit), None)
+        if isinstance(hit.get("score"), (int, float)) and bound and isinstance(hit[bound], (int, float)):
+            parts.append(f"{cls} {hit['score']:.2f} ≥ {bound} {hit[bound]:.2f}")
+        else:
+            parts.append(str(cls))
+    return ", ".join(parts)
+
+
+def age(when: datetime, now: datetime | None = None) -> str:
+    """How long ago, for "waiting …" and "… ago": Django's timesince says
+    "0 minutes" under a minute."""
+    if (now or timezone.now()) - when < timedelta(minutes=1):
+        return "less than a minute"
+    return timesince(when, now)

@@ -83,7 +83,9 @@ def _queue_page(request, name: str, form: QueueFilterForm | None = None):
     query.pop("page", None)
     return render(request, "portal/queue.html", {
         "queue": page.spec, "page": page, "form": form, "query": query.urlencode(),
-        "rows": [(item, review.sla_state(item, now), _holder(item, now)) for item in page.items],
+        "rows": [(item, review.sla_state(item, now), _holder(item, now),
+                  present.age(item.decided_at if name == "decided" else item.created_at, now))
+                 for item in page.items],
         "tab": name,
     })
 
@@ -98,10 +100,11 @@ def _holder(item: Submission, now) -> str:
 @require_POST
 @reviewer_required
 def start(request):
-    """"Start reviewing": claim the oldest free item and open it."""
+    """"Start reviewing": claim the oldest free item of the list it was pressed
+    on (the form carries that list's filters) and open it."""
     escalated = request.POST.get("queue") == "escalated"
-    project = review.reviewable_projects(request.user).filter(slug=request.POST.get("project") or "").first()
-    item = review.claim_next(request.user, project_id=project.pk if project else None, escalated=escalated)
+    form = QueueFilterForm(request.POST, projects=review.reviewable_projects(request.user))
+    item = review.claim_next(request.user, filters=form.filters(), escalated=escalated)
     if item is None:
         messages.info(request, "Nothing left to review here. Thank you.")
         return redirect("portal:queue", name="escalated" if escalated else "review")
@@ -154,16 +157,20 @@ def _item_context(request, submission: Submission, form: DecisionForm | None = N
         "mine": claim_live and submission.claimed_by_id == user.pk,
         "seen": review.seen_token(submission), "reasons": review.reject_reasons(submission.project),
         "prev": prev, "next": nxt, "sla": review.sla_state(submission),
+        "waited": present.age(submission.created_at),
+        "decided_ago": present.age(submission.decided_at) if submission.decided_at else "",
         "form": form, "assignees": _assignees(submission) if is_lead and can_decide else [],
         "tab": queue_name,
     }
 
 
 def _assignees(submission: Submission):
-    User = get_user_model()
-    return (User.objects.filter(is_active=True)
-            .filter(Q(groups__name=LEAD_GROUP) | Q(is_superuser=True) | Q(review_projects=submission.project))
-            .distinct().order_by("username"))
+    """Leads, and the project's moderators unless it is escalated: only a lead
+    may decide an escalation (review.assign refuses anyone else)."""
+    who = Q(groups__name=LEAD_GROUP) | Q(is_superuser=True)
+    if submission.decision != Decision.ESCALATED:
+        who |= Q(review_projects=submission.project)
+    return get_user_model().objects.filter(who, is_active=True).distinct().order_by("username")
 
 
 @require_POST
@@ -342,6 +349,7 @@ def dashboard(request):
         "agreement_svg": charts.stacked_rows(data.agreement),
         "share_svg": charts.share_bar(data.automatic, data.human),
         "agreement_rows": [(cls, v, _agreement_hint(v)) for cls, v in data.agreement],
+        "backlog": [(row, present.age(row.oldest) if row.oldest else "") for row in data.backlog],
     })
 
 

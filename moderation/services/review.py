@@ -11,6 +11,7 @@ functions on ids and users, callable from tests, commands and tasks.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -172,19 +173,22 @@ def _oldest_free_pk(candidates: QuerySet[Submission], user, now: datetime, exclu
     return qs.values_list("pk", flat=True).first()
 
 
-def claim_next(user, *, project_id=None, kinds: Sequence[str] | None = None,
+def claim_next(user, *, filters: QueueFilters | None = None, kinds: Sequence[str] | None = None,
                escalated: bool = False) -> Submission | None:
     """Hand this user the oldest item nobody holds, under a lease.
 
     An item the user already holds comes first (a reload or a second tab
     resumes the same work). Items the user skipped within the last hour are
     passed over. Escalations are claimed the same way, by leads only.
+    `filters` are the queue list's, so the item claimed is the first one that
+    list shows.
     """
     decision = Decision.ESCALATED if escalated else Decision.PENDING
     if escalated and not is_lead(user):
         return None
     now = timezone.now()
-    candidates = _claimable(user, decision, project_id, kinds)
+    candidates = _apply_filters(_claimable(user, decision, kinds=kinds), filters or QueueFilters(),
+                                search_only=False)
     held = (candidates.filter(claimed_by=user, claimed_until__gte=now).order_by("created_at", "id")
             .values_list("pk", flat=True).first())
     if held is not None:
@@ -276,6 +280,9 @@ def assign(lead, submission: Submission, moderator) -> None:
         raise InvalidDecision("This item is already decided.")
     if not visible_submissions(moderator).filter(pk=submission.pk).exists():
         raise InvalidDecision(f"{moderator} may not review project {submission.project.slug}.")
+    if submission.decision == Decision.ESCALATED and not is_lead(moderator):
+        # They could neither decide it nor give it back: it would sit in their Mine.
+        raise InvalidDecision(f"{moderator} is not a lead: only a lead can decide an escalated item.")
     Submission.objects.filter(pk=submission.pk, decision=submission.decision).update(
         claimed_by=moderator, claimed_until=lease_until())
     audit.record("review.assigned", actor=Actor.MODERATOR, submission=submission, user=lead,
@@ -463,7 +470,8 @@ QUEUES = {
     "hive": QueueSpec("hive", "Awaiting Hive", "created_at", help="Queued, in flight, or waiting for a callback."),
     "failed": QueueSpec("failed", "Failed", "-created_at", help="Hive could not score these; newest first."),
     "decided": QueueSpec("decided", "Recently decided", "-decided_at", help="Newest decision first."),
-    "search": QueueSpec("search", "Search", "-created_at", help="By submission id or external id."),
+    "search": QueueSpec("search", "Search", "-created_at",
+                        help="By submission id (its first 8 characters will do) or external id."),
 }
 
 
@@ -516,10 +524,7 @@ def queue_queryset(user, name: str, filters: QueueFilters | None = None) -> Quer
 
 def _apply_filters(qs: QuerySet[Submission], f: QueueFilters, *, search_only: bool) -> QuerySet[Submission]:
     if f.q:
-        try:
-            qs = qs.filter(pk=uuid.UUID(f.q.strip()))
-        except ValueError:
-            qs = qs.filter(external_id=f.q.strip())
+        qs = qs.filter(_id_or_external_id(f.q.strip()))
     elif search_only:
         return qs.none()
     if f.project:
@@ -535,6 +540,26 @@ def _apply_filters(qs: QuerySet[Submission], f: QueueFilters, *, search_only: bo
     if f.date_to:
         qs = qs.filter(created_at__lt=f.date_to)
     return qs
+
+
+# The short ids the portal shows ("Approved: 2b634c0c.") are the id's first 8 hex digits.
+_ID_PREFIX = re.compile(r"[0-9a-f]{8,32}")
+
+
+def _id_or_external_id(q: str) -> Q:
+    """A whole submission id, the start of one (8 hex digits or more, dashes
+    optional), or an external id. A start is the range of ids it begins, so
+    both databases read it from the primary key's index (a LIKE over the id
+    would read every row)."""
+    try:
+        return Q(pk=uuid.UUID(q))
+    except ValueError:
+        pass
+    digits = q.replace("-", "").lower()
+    if not _ID_PREFIX.fullmatch(digits):
+        return Q(external_id=q)
+    low, high = uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+    return Q(pk__gte=low, pk__lte=high) | Q(external_id=q)
 
 
 def queue_page(user, name: str, filters: QueueFilters | None = None, *, page: int = 1,

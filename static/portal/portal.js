@@ -91,7 +91,9 @@ function setupItem() {
   const reasons = form ? $$("input[name=reason]", form) : [];
   const reveal = $("[data-reveal-toggle]");
   const gray = $("[data-gray-toggle]");
-  const media = $("[data-media]");
+  // The media, and a speech item's transcript: both blur, and peek, together.
+  const medias = $$("[data-media]");
+  const setPeek = (on) => medias.forEach((media) => media.classList.toggle("peek", on));
   const player = $("[data-player]");
   const peak = $("[data-peak]");
   let mode = "";
@@ -143,16 +145,16 @@ function setupItem() {
   // Press and hold on blurred media peeks; a short click reveals (the veil is a label).
   let holdTimer = null;
   let held = false;
-  if (media) {
+  medias.forEach((media) => {
     media.addEventListener("pointerdown", () => {
       held = false;
-      holdTimer = setTimeout(() => { held = true; media.classList.add("peek"); }, 280);
+      holdTimer = setTimeout(() => { held = true; setPeek(true); }, 280);
     });
-    const endHold = () => { clearTimeout(holdTimer); media.classList.remove("peek"); };
+    const endHold = () => { clearTimeout(holdTimer); setPeek(false); };
     media.addEventListener("pointerup", endHold);
     media.addEventListener("pointerleave", endHold);
     media.addEventListener("click", (event) => { if (held) { event.preventDefault(); held = false; } }, true);
-  }
+  });
 
   // The score strip seeks the player; its cursor follows playback.
   const strip = $("[data-strip]");
@@ -176,7 +178,7 @@ function setupItem() {
   handlers.item = (event) => {
     if (isTyping(event.target)) return;
     const key = event.key;
-    if (key === "h" && !event.repeat && media) { media.classList.add("peek"); return; }
+    if (key === "h" && !event.repeat && medias.length) { setPeek(true); return; }
     if (event.repeat) return;
     const digit = /^[1-9]$/.test(key) ? parseInt(key, 10) : 0;
     if (digit && reasons[digit - 1] && mode !== "escalate") {
@@ -209,7 +211,7 @@ function setupItem() {
   };
 
   document.addEventListener("keyup", (event) => {
-    if (event.key === "h" && media) media.classList.remove("peek");
+    if (event.key === "h") setPeek(false);
   });
 
   startPresence();
@@ -275,7 +277,13 @@ function setupGrid() {
     if (sent) { event.preventDefault(); return; }
     if (action === "release") { sent = true; return; }
     if (!checks.some((c) => c.checked)) { event.preventDefault(); count.textContent = "Select images first (X or Space)."; return; }
-    if (action === "reject" && !reason.value) { event.preventDefault(); count.textContent = "Pick a reason (1–9) first."; reason.focus(); return; }
+    if (action === "reject" && !reason.value) {
+      event.preventDefault();
+      // Digit keys pick the first nine reasons (option 0 is the placeholder).
+      count.textContent = `Pick a reason (1–${Math.min(reason.options.length - 1, 9)}) first.`;
+      reason.focus();
+      return;
+    }
     sent = true;
   });
 
