@@ -255,3 +255,17 @@ def test_a_speech_transcript_is_blurred_like_text_at_the_same_score(mo, make_ite
     figure = re.search(r'<figure class="media[^"]*"[^>]*data-media>(.*?)</figure>', page, re.S).group(1)
     assert "I will find you" in figure and "data-veil" in figure
     assert '<label for="reveal" class="tool">Reveal' in page
+
+
+def test_a_form_from_a_page_opened_before_logging_in_again_gets_a_page_that_says_so(moderator, make_item):  # noqa
+    from django.test import Client
+
+    item = make_item(5)
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(moderator)
+    response = browser.post(f"/portal/item/{item.pk}/claim/", {"csrfmiddlewaretoken": "from-an-old-page"})
+    assert response.status_code == 403
+    page = visible(response)
+    assert "This page was out of date" in page and "Nothing was changed" in page
+    item.refresh_from_db()
+    assert item.claimed_by is None
