@@ -111,9 +111,8 @@ def _url(value: Any) -> str:
     value = value.strip()
     if len(value) > MAX_URL:
         raise IntakeError(URL_FIELD, f"At most {MAX_URL} characters.")
-    _refuse_unstorable(URL_FIELD, value)
     try:
-        validate_url_syntax(value)
+        validate_url_syntax(value)  # refuses NUL and lone surrogates too
     except UnsafeURL as error:
         raise IntakeError(URL_FIELD, f"Expected an http(s) URL with a host: {error}") from None
     scheme, rest = value.split(":", 1)
