@@ -83,6 +83,12 @@ def in_flight(project_id: int, now):
     return Submission.objects.filter(project_id=project_id, status=Status.PROCESSING, lease_until__gt=now)
 
 
+def abandoned(now) -> Q:
+    """Rows in `processing` that no live worker holds: the lease ran out (its
+    worker died), or there is none (nothing leaves a row so but a bug)."""
+    return Q(status=Status.PROCESSING) & (Q(lease_until__lt=now) | Q(lease_until__isnull=True))
+
+
 def due(now):
     """Queued items whose backoff, if any, is over."""
     return Submission.objects.filter(status=Status.QUEUED).filter(

@@ -103,8 +103,7 @@ def redispatch(selection, *, user=None) -> Outcome:
     out. A late callback from the earlier Hive task still completes the row
     once; the later one is then a duplicate (results are recorded once)."""
     allowed = (Q(status__in=[Status.QUEUED, Status.AWAITING_CALLBACK, Status.FAILED])
-               | Q(status=Status.PROCESSING, lease_until__lt=timezone.now())
-               | Q(status=Status.PROCESSING, lease_until__isnull=True))
+               | dispatch.abandoned(timezone.now()))
     return _act(selection, allowed, _back_to_queue(), "operator.redispatch", user, enqueue=True)
 
 

@@ -14,7 +14,7 @@ from django_q.tasks import async_task
 
 from moderation.models import Actor, CallbackReceipt, Project, ReceiptOutcome, Status, Submission
 from moderation.services import audit
-from moderation.services.dispatch import due, enqueue_pump, fail, in_flight, inflight_limit, max_attempts
+from moderation.services.dispatch import abandoned, due, enqueue_pump, fail, in_flight, inflight_limit, max_attempts
 
 logger = logging.getLogger("moderation.pipeline")
 
@@ -43,7 +43,7 @@ def _take_back_expired_leases(report: SweepReport) -> None:
     """Rows whose worker died. A row with no lease at all has no worker either:
     nothing leaves `processing` without one, so such a row was stranded by a bug."""
     now = timezone.now()
-    dead = Q(status=Status.PROCESSING) & (Q(lease_until__lt=now) | Q(lease_until__isnull=True))
+    dead = abandoned(now)
     for submission in Submission.objects.filter(dead).select_related("project")[:BATCH]:
         if submission.attempts >= max_attempts():
             # An item that kills its worker every time (out of memory, a task
