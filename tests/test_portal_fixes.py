@@ -126,7 +126,8 @@ def test_start_reviewing_claims_the_first_item_of_the_filtered_list(mo, make_ite
     assert f"/portal/item/{wanted.pk}/" in shown.content.decode()
 
     started = mo.post("/portal/start/", start_form_fields(shown))
-    assert started["Location"] == f"/portal/item/{wanted.pk}/?queue=review"
+    assert started["Location"] == (f"/portal/item/{wanted.pk}/?queue=review&project=portal&cls=yes_violence"
+                                   f"&min_score=0.7&date_from={since}")
 
 
 def test_start_reviewing_with_nothing_matching_the_filters_says_so_and_claims_nothing(mo, make_item):  # noqa

@@ -5,11 +5,11 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.db.models import Q
-from django.http import Http404, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from moderation.models import Decision, Submission
@@ -20,11 +20,38 @@ from moderation.services import review
 from moderation.services.review import LEAD_GROUP, QUEUES
 
 HISTORY_LIMIT = 200
+FILTER_NAMES = tuple(QueueFilterForm.base_fields)
 
 
-def _item_url(submission, queue: str = "") -> str:
+def _filter_params(data) -> dict[str, str]:
+    return {name: data[name] for name in FILTER_NAMES if data.get(name)}
+
+
+def _list_query(queue: str, data=None) -> str:
+    """The query string that opens an item inside its list: the queue it came
+    from and the filters that list had. Carried from page to page, so prev/next,
+    Skip and "Submit and next" stay within what the moderator chose to work on."""
+    params = {"queue": queue} if queue in QUEUES else {}
+    if queue in QUEUES and queue != "search" and data is not None:
+        params.update(_filter_params(data))
+    return urlencode(params)
+
+
+def _item_url(submission, query: str = "") -> str:
     url = reverse("portal:item", args=[submission.pk])
-    return f"{url}?queue={queue}" if queue in QUEUES else url
+    return f"{url}?{query}" if query else url
+
+
+def _list_url(queue: str, data=None) -> str:
+    url = reverse("portal:queue", args=[queue])
+    query = urlencode(_filter_params(data)) if data is not None else ""
+    return f"{url}?{query}" if query else url
+
+
+def _filters(request, data) -> review.QueueFilters:
+    if not _filter_params(data):
+        return review.QueueFilters()  # no form, so no query for the project choices
+    return QueueFilterForm(data, projects=review.reviewable_projects(request.user)).filters()
 
 
 def _default_queue(submission: Submission) -> str:
@@ -66,7 +93,7 @@ def search(request):
     if filters.q:
         found = list(review.queue_queryset(request.user, "search", filters)[:2])
         if len(found) == 1:
-            return redirect(_item_url(found[0], _default_queue(found[0])))
+            return redirect(_item_url(found[0], _list_query(_default_queue(found[0]))))
     return _queue_page(request, "search", form)
 
 
@@ -86,7 +113,7 @@ def _queue_page(request, name: str, form: QueueFilterForm | None = None):
         "rows": [(item, review.sla_state(item, now), _holder(item, now),
                   present.age(item.decided_at if name == "decided" else item.created_at, now))
                  for item in page.items],
-        "tab": name,
+        "item_query": _list_query(name, request.GET), "tab": name,
     })
 
 
@@ -102,13 +129,13 @@ def _holder(item: Submission, now) -> str:
 def start(request):
     """"Start reviewing": claim the oldest free item of the list it was pressed
     on (the form carries that list's filters) and open it."""
-    escalated = request.POST.get("queue") == "escalated"
-    form = QueueFilterForm(request.POST, projects=review.reviewable_projects(request.user))
-    item = review.claim_next(request.user, filters=form.filters(), escalated=escalated)
+    queue_name = "escalated" if request.POST.get("queue") == "escalated" else "review"
+    item = review.claim_next(request.user, filters=_filters(request, request.POST),
+                             escalated=queue_name == "escalated")
     if item is None:
         messages.info(request, "Nothing left to review here. Thank you.")
-        return redirect("portal:queue", name="escalated" if escalated else "review")
-    return redirect(_item_url(item, "escalated" if escalated else "review"))
+        return redirect(_list_url(queue_name, request.POST))
+    return redirect(_item_url(item, _list_query(queue_name, request.POST)))
 
 
 # --- The review screen ----------------------------------------------------------
@@ -125,13 +152,14 @@ def _item_context(request, submission: Submission, form: DecisionForm | None = N
     user = request.user
     queue_name = request.GET.get("queue") or _default_queue(submission)
     queue_name = queue_name if queue_name in QUEUES else "search"
+    list_query = _list_query(queue_name, request.GET)
     prefs = review.preferences(user)
     results = list(submission.results.all())
     model = results[0] if results else None
     is_lead = request.portal_role == LEAD_GROUP
     can_decide = submission.decision == Decision.PENDING or (submission.decision == Decision.ESCALATED and is_lead)
     others = review.heartbeat(user, submission.pk)
-    prev, nxt = review.neighbours(user, queue_name, submission)
+    prev, nxt = review.neighbours(user, queue_name, submission, _filters(request, request.GET))
     claim_live = bool(submission.claimed_by_id and submission.claimed_until
                       and submission.claimed_until >= timezone.now())
     held_by_other = claim_live and submission.claimed_by_id != user.pk
@@ -143,7 +171,10 @@ def _item_context(request, submission: Submission, form: DecisionForm | None = N
         start_at = None
     return {
         "item": submission, "project": submission.project, "queue_name": queue_name,
-        "queue_spec": QUEUES[queue_name], "prefs": prefs,
+        "queue_spec": QUEUES[queue_name], "prefs": prefs, "list_query": list_query,
+        "list_fields": list(QueryDict(list_query).items()),
+        "back_url": (reverse("portal:search") + f"?q={submission.pk}" if queue_name == "search"
+                     else _list_url(queue_name, request.GET)),
         "blurred": prefs.blur_enabled and (submission.top_score or 0) >= prefs.blur_threshold,
         "model": model, "results": results, "hive_review": present.hive_review(results),
         "scores": present.score_rows(submission.scores, submission.project.thresholds),
@@ -187,7 +218,7 @@ def decide(request, pk):
                                 reason=data["reason"], note=data["note"])
     except review.StaleDecision as error:
         messages.error(request, error.message)
-        return redirect(_item_url(submission, data["queue"]))
+        return redirect(_item_url(submission, _list_query(data["queue"], request.POST)))
     except review.NotAllowed as error:
         return forbidden(request, error.message)
     except review.ReviewError as error:
@@ -197,17 +228,21 @@ def decide(request, pk):
     summary = decided.get_decision_display() + (f" ({decided.decision_reason})" if decided.decision_reason else "")
     messages.success(request, f"{summary}: {str(decided.pk)[:8]}.")
     if data["next"]:
-        return _next_after(request, submission, data["queue"])
-    return redirect(_item_url(decided, data["queue"]))
+        return _next_after(request, data["queue"])
+    return redirect(_item_url(decided, _list_query(data["queue"], request.POST)))
 
 
-def _next_after(request, submission: Submission, queue_name: str):
-    escalated = queue_name == "escalated"
-    nxt = review.claim_next(request.user, escalated=escalated)
+def _next_after(request, queue_name: str):
+    """The next item of the list the moderator was working: same queue, same filters."""
+    queue_name = "escalated" if queue_name == "escalated" else "review"
+    filters = _filters(request, request.POST)
+    nxt = review.claim_next(request.user, filters=filters, escalated=queue_name == "escalated")
     if nxt is None:
-        messages.info(request, "That was the last one. The queue is empty.")
-        return redirect("portal:queue", name="escalated" if escalated else "review")
-    return redirect(_item_url(nxt, "escalated" if escalated else "review"))
+        filtered = filters != review.QueueFilters()
+        messages.info(request, "That was the last one matching your filters." if filtered
+                      else "That was the last one. The queue is empty.")
+        return redirect(_list_url(queue_name, request.POST))
+    return redirect(_item_url(nxt, _list_query(queue_name, request.POST)))
 
 
 @require_POST
@@ -216,7 +251,7 @@ def skip(request, pk):
     submission = _get_item(request, pk)
     review.skip(request.user, submission)
     review.leave(request.user, submission.pk)
-    return _next_after(request, submission, request.POST.get("queue", "review"))
+    return _next_after(request, request.POST.get("queue", "review"))
 
 
 @require_POST
@@ -225,7 +260,7 @@ def claim(request, pk):
     submission = _get_item(request, pk)
     if not review.claim(request.user, submission):
         messages.error(request, "Someone else holds this item, or it is already decided.")
-    return redirect(_item_url(submission, request.POST.get("queue", "")))
+    return redirect(_item_url(submission, _list_query(request.POST.get("queue", ""), request.POST)))
 
 
 @require_POST
@@ -234,7 +269,7 @@ def release(request, pk):
     submission = _get_item(request, pk)
     if review.release(request.user, submission):
         messages.info(request, "Released: it is back in the queue.")
-    return redirect(_item_url(submission, request.POST.get("queue", "")))
+    return redirect(_item_url(submission, _list_query(request.POST.get("queue", ""), request.POST)))
 
 
 @require_POST
@@ -250,7 +285,7 @@ def assign(request, pk):
             messages.success(request, f"Assigned to {moderator}.")
         except review.ReviewError as error:
             messages.error(request, error.message)
-    return redirect(_item_url(submission, request.POST.get("queue", "")))
+    return redirect(_item_url(submission, _list_query(request.POST.get("queue", ""), request.POST)))
 
 
 @require_POST

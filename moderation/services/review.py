@@ -579,8 +579,10 @@ def queue_page(user, name: str, filters: QueueFilters | None = None, *, page: in
     return QueuePage(QUEUES[name], rows[:per_page], page, more and reachable, capped=more and not reachable)
 
 
-def neighbours(user, name: str, submission: Submission) -> tuple[Submission | None, Submission | None]:
-    """(previous, next) item in the queue's order, for j/k on the review screen."""
+def neighbours(user, name: str, submission: Submission,
+               filters: QueueFilters | None = None) -> tuple[Submission | None, Submission | None]:
+    """(previous, next) item in the queue's order, within the list's filters,
+    for j/k on the review screen."""
     if name not in QUEUES or name == "search":
         return None, None
     spec = QUEUES[name]
@@ -588,7 +590,7 @@ def neighbours(user, name: str, submission: Submission) -> tuple[Submission | No
     value = getattr(submission, field_name)
     if value is None:
         return None, None
-    qs = queue_queryset(user, name).exclude(pk=submission.pk)
+    qs = queue_queryset(user, name, filters).exclude(pk=submission.pk)
     # (field, id) past this item's. The plain bound on the field (implied by the OR)
     # is what makes it one index range read in queue order up to the first row: with
     # the OR alone SQLite collected the whole queue on that side and sorted it.
