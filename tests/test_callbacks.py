@@ -208,6 +208,31 @@ def test_the_sweep_processes_a_callback_whose_task_died_with_its_worker(awaiting
     assert sweep.sweep().callbacks_requeued == 0
 
 
+def test_under_a_backlog_the_sweep_queues_a_waiting_callback_again_once_per_stall_period(
+        awaiting, client, settings, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from moderation.services import sweep
+
+    response = client.post(f"/hive/callback/{awaiting.pk}/{token_for(awaiting.pk)}/",
+                           json.dumps(hive_result("image.json", id="task-1", metadata=str(awaiting.pk))),
+                           content_type="application/json")
+    assert response.status_code == 200
+    receipt = CallbackReceipt.objects.get()
+    settings.CALLBACK_STALL_SECONDS = 300
+    queued: list[int] = []  # a long queue: the tasks wait, none runs
+    monkeypatch.setattr(sweep, "async_task", lambda name, pk: queued.append(pk))
+    start = timezone.now()
+    stall = timedelta(seconds=settings.CALLBACK_STALL_SECONDS + 1)
+    for minute in range(12):  # the sweep runs every minute
+        monkeypatch.setattr(timezone, "now", lambda m=minute: start + stall + timedelta(minutes=m))
+        sweep.sweep()
+    # Once when it stalled (minute 0), once more a stall period (5 min) later: not twelve times.
+    assert queued == [receipt.pk, receipt.pk]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_broker_outage_still_acknowledges_a_stored_callback_and_the_sweep_processes_it(
         awaiting, client, settings, monkeypatch):

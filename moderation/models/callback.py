@@ -29,6 +29,9 @@ class CallbackReceipt(models.Model):
     outcome_detail = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # When the sweep last queued it again: under a backlog a receipt's first task
+    # may simply not have run yet, and one more copy per stall period is enough.
+    requeued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]

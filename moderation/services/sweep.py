@@ -67,14 +67,19 @@ def _take_back_expired_leases(report: SweepReport) -> None:
 
 def _requeue_stalled_callbacks(report: SweepReport) -> None:
     """A stored, authentic callback still pending lost its task (Redis hands a
-    task out once; its worker died). Processing is idempotent: queue it again."""
+    task out once; its worker died). Processing is idempotent: queue it again,
+    at most once per stall period, so a backlog is not made longer each minute."""
     cutoff = timezone.now() - timedelta(seconds=settings.CALLBACK_STALL_SECONDS)
     stalled = CallbackReceipt.objects.filter(
         outcome=ReceiptOutcome.PENDING, authentic=True, received_at__lt=cutoff,
-    ).filter(Q(processed_at__isnull=True) | Q(processed_at__lt=cutoff))
+    ).filter(Q(processed_at__isnull=True) | Q(processed_at__lt=cutoff)).filter(
+        Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff))
     for pk in stalled.values_list("pk", flat=True)[:BATCH]:
-        async_task("moderation.tasks.process_callback", pk)
-        report.callbacks_requeued += 1
+        # Stamped first: a sweep running beside this one skips it.
+        if CallbackReceipt.objects.filter(pk=pk).filter(
+                Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff)).update(requeued_at=timezone.now()):
+            async_task("moderation.tasks.process_callback", pk)
+            report.callbacks_requeued += 1
     if report.callbacks_requeued:
         logger.warning("queued %d stalled callbacks again", report.callbacks_requeued)
 
