@@ -150,6 +150,7 @@ class Harness:
             "DATABASE_URL": args.database_url or f"sqlite:///{self.tmp / 'bench.sqlite3'}",
             "HIVE_API_URL": f"http://127.0.0.1:{self.sim_port}",
             "Q_WORKERS": str(args.workers),
+            "WEBHOOK_ENDPOINTS_PER_PARTNER": str(max(args.endpoints, 1)),  # a stress case above the product's cap
             "MEDIA_ROOT": str(self.tmp / "media"),
             "LOG_LEVEL": "WARNING",
             "Q_LOG_LEVEL": "ERROR",

@@ -125,6 +125,20 @@ def test_deleting_an_endpoint_removes_it(api, partner):
     assert AuditEvent.objects.filter(action="webhook.endpoint_deleted", partner=partner).exists()
 
 
+def test_a_partner_may_have_at_most_the_configured_number_of_endpoints(api, other_api, settings):
+    settings.WEBHOOK_ENDPOINTS_PER_PARTNER = 3
+    ids = [register(api, f"https://hooks.example.com/{n}").json()["id"] for n in range(3)]
+    refused = register(api, "https://hooks.example.com/4")
+    assert refused.status_code == 400
+    assert refused.json() == {"url": ["You already have 3 webhook endpoints, the most allowed: delete one, "
+                                      "or send more events to one endpoint."]}
+    assert WebhookEndpoint.objects.count() == 3
+    assert register(other_api).status_code == 201  # the limit is each partner's own
+
+    assert api.delete(f"/api/v1/webhooks/{ids[0]}/").status_code == 204
+    assert register(api, "https://hooks.example.com/4").status_code == 201
+
+
 def test_another_partners_endpoint_is_a_404_everywhere(api, other_api):
     theirs = register(other_api, "https://globex.example.com/hook").json()["id"]
     base = f"/api/v1/webhooks/{theirs}/"

@@ -159,9 +159,17 @@ def clean_events(events: object) -> list[str]:
 def create_endpoint(partner: Partner, url: object, events: object, *, active: bool = True,
                     actor: str = Actor.PARTNER, user=None) -> WebhookEndpoint:
     """A new endpoint; its `secret` is for the caller to show once."""
-    endpoint = WebhookEndpoint.objects.create(
-        partner=partner, url=clean_url(url), events=clean_events(events), secret=new_secret(), is_active=active
-    )
+    url, events = clean_url(url), clean_events(events)
+    limit = settings.WEBHOOK_ENDPOINTS_PER_PARTNER
+    with transaction.atomic():
+        # The partner's row is the lock: two requests at once cannot both take the last place.
+        Partner.objects.select_for_update().filter(pk=partner.pk).exists()
+        if WebhookEndpoint.objects.filter(partner=partner).count() >= limit:
+            raise InvalidEndpoint("url", f"You already have {limit} webhook endpoints, the most allowed: "
+                                         f"delete one, or send more events to one endpoint.")
+        endpoint = WebhookEndpoint.objects.create(
+            partner=partner, url=url, events=events, secret=new_secret(), is_active=active
+        )
     audit.record("webhook.endpoint_created", actor=actor, partner=partner, user=user,
                  endpoint=str(endpoint.pk), url=endpoint.url, events=endpoint.events, active=active)
     return endpoint
