@@ -64,3 +64,16 @@ def test_a_demo_samples_results_carry_its_own_time_and_source():
         expected = "sync" if item.project.delivery == Delivery.SYNC else "callback"
         for result in item.results.all():
             assert (result.source, result.received_at) == (expected, item.completed_at), item.external_id
+
+
+def test_a_demo_samples_history_happened_when_the_sample_says():
+    """An item's History and the dashboard's "last hour" read the audit trail:
+    it must tell the same story as the sample's ages, not the seeding time."""
+    seed()
+    for item in Submission.objects.all():
+        when = {e.action: e.created_at for e in item.events.all()}
+        assert when["submission.received"] == item.created_at, item.external_id
+        if item.completed_at:
+            assert when["result.received"] == item.completed_at, item.external_id
+        if "decision.moderator" in when:
+            assert when["decision.moderator"] == item.decided_at, item.external_id

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Actor(models.TextChoices):
@@ -42,7 +43,9 @@ class AuditEvent(models.Model):
     )
     action = models.CharField(max_length=64)
     data = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # A default, not auto_now_add: the demo seed writes each sample's history at
+    # the times its story happened. Nothing changes a stored event (save, update).
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
 
     objects = AuditEventQuerySet.as_manager()
 

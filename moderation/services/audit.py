@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+
+from django.utils import timezone
 
 from moderation.models import Actor, AuditEvent
 
@@ -30,6 +33,7 @@ def event_for(
     project_id=None,
     user=None,
     partner=None,
+    at: datetime | None = None,
     **data: Any,
 ) -> AuditEvent:
     if submission is not None:
@@ -45,4 +49,5 @@ def event_for(
         user=user if user is not None and user.is_authenticated else None,
         partner=partner,
         data=data,
+        created_at=at or timezone.now(),
     )

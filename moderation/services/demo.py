@@ -250,7 +250,7 @@ def _create_sample(sample: Sample, project: Project, partner: Partner, moderator
     Submission.objects.filter(pk=submission.pk).update(created_at=created_at)
     submission.created_at = created_at
     audit.record("submission.received", actor=Actor.PARTNER, partner=partner, submission=submission,
-                 source=submission.source, media_kind=submission.media_kind, demo=True)
+                 source=submission.source, media_kind=submission.media_kind, demo=True, at=created_at)
     if submission.scores is not None:
         _store_result(submission, sample, project)
     _record_decision(submission, sample, moderator)
@@ -309,25 +309,27 @@ def _store_result(submission: Submission, sample: Sample, project: Project) -> N
     Result.objects.create(fingerprint=hashlib.sha256(f"{task_id}:model".encode()).hexdigest(),
                           raw=json.dumps(raw), **common)
     audit.record("result.received", actor=Actor.HIVE, submission=submission, top_class=submission.top_class,
-                 top_score=submission.top_score, task_id=task_id)
+                 top_score=submission.top_score, task_id=task_id, at=submission.completed_at)
     if sample.review is not None:
         Result.objects.create(fingerprint=hashlib.sha256(f"{task_id}:review".encode()).hexdigest(),
                               raw=json.dumps({**raw, "review": sample.review}), review=sample.review, **common)
         audit.record("result.additional", actor=Actor.HIVE, submission=submission, review=sample.review,
-                     task_id=task_id)
+                     task_id=task_id, at=submission.completed_at)
 
 
 def _record_decision(submission: Submission, sample: Sample, moderator) -> None:
     if submission.decision is None:
         return
     routed = Decision.PENDING if submission.decision_source == DecisionSource.MODERATOR else submission.decision
-    audit.record("decision.routed", submission=submission, decision=routed, demo=True)
+    audit.record("decision.routed", submission=submission, decision=routed, demo=True,
+                 at=submission.completed_at)
     if submission.decision_source == DecisionSource.MODERATOR:
         from moderation.services.review import triggered_classes
 
         audit.record("decision.moderator", actor=Actor.MODERATOR, submission=submission, user=moderator,
                      decision=submission.decision, previous=Decision.PENDING, reason=submission.decision_reason,
-                     note=submission.decision_note, triggered=triggered_classes(submission), demo=True)
+                     note=submission.decision_note, triggered=triggered_classes(submission), demo=True,
+                     at=submission.decided_at)
 
 
 # --- Demo media, drawn in pure Python ----------------------------------------------------
