@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -339,6 +339,29 @@ def test_presence_shows_who_else_has_the_item_open(make_item, moderator, other_m
     assert review.heartbeat(moderator, item.pk) == ["ann"]
     review.leave(other_moderator, item.pk)
     assert review.heartbeat(moderator, item.pk) == []
+
+
+def test_a_viewer_who_left_is_not_brought_back_by_another_viewers_heartbeat(make_item, moderator, other_moderator,
+                                                                             monkeypatch):
+    item = make_item(10)
+    review.heartbeat(moderator, item.pk)
+    review.heartbeat(other_moderator, item.pk)
+    backend = caches["default"]  # the object behind the `cache` proxy
+    real_get = backend.get
+    raced = []
+
+    def get_then_ann_leaves(key, *args, **kwargs):
+        value = real_get(key, *args, **kwargs)
+        if key == f"portal:viewing:{item.pk}" and not raced:  # mo's beat has read the item's viewers ...
+            raced.append(True)
+            review.leave(other_moderator, item.pk)  # ... when ann's page closes
+        return value
+
+    with monkeypatch.context() as patch:
+        patch.setattr(backend, "get", get_then_ann_leaves)
+        review.heartbeat(moderator, item.pk)
+    assert raced
+    assert review.heartbeat(moderator, item.pk) == []  # ann is gone, not shown for another 45 s
 
 
 # --- Queues ------------------------------------------------------------------------------

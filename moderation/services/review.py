@@ -429,25 +429,30 @@ def _presence_key(submission_id) -> str:
     return f"portal:viewing:{submission_id}"
 
 
+def _viewer_key(submission_id, user_pk) -> str:
+    return f"portal:viewing:{submission_id}:{user_pk}"
+
+
 def heartbeat(user: AbstractBaseUser, submission_id) -> list[str]:
     """Note that `user` has this item open; answer who else has.
 
-    The cache (Redis in production) holds one small dict per item; a lost
-    update between two heartbeats only delays a name by one beat.
+    Each viewer has a key of their own, which only they write and which expires
+    on its own: leaving deletes it, and no other viewer's heartbeat can bring it
+    back. The item's list of who has looked is only an index of those keys; a
+    lost update to it delays a name by one beat, and never shows one who left.
     """
-    key = _presence_key(submission_id)
-    now = timezone.now().timestamp()
-    viewers = {uid: v for uid, v in (cache.get(key) or {}).items() if now - v[1] < PRESENCE_SECONDS}
-    viewers[str(user.pk)] = (user.get_username(), now)
-    cache.set(key, viewers, PRESENCE_SECONDS * 2)
-    return sorted(name for uid, (name, _) in viewers.items() if uid != str(user.pk))
+    index_key = _presence_key(submission_id)
+    me = str(user.pk)
+    cache.set(_viewer_key(submission_id, me), user.get_username(), PRESENCE_SECONDS)
+    index = set(cache.get(index_key) or ())
+    alive = cache.get_many([_viewer_key(submission_id, uid) for uid in index - {me}])
+    names = {key.rsplit(":", 1)[1]: name for key, name in alive.items()}
+    cache.set(index_key, sorted({me, *names}), PRESENCE_SECONDS * 2)
+    return sorted(names.values())
 
 
 def leave(user, submission_id) -> None:
-    key = _presence_key(submission_id)
-    viewers = cache.get(key) or {}
-    if viewers.pop(str(user.pk), None) is not None:
-        cache.set(key, viewers, PRESENCE_SECONDS * 2)
+    cache.delete(_viewer_key(submission_id, user.pk))
 
 
 # --- Queues ------------------------------------------------------------------------------
