@@ -246,6 +246,9 @@ else:
 WEBHOOK_Q_CLUSTER = env_str("WEBHOOK_Q_CLUSTER", "")
 if WEBHOOK_Q_CLUSTER:
     Q_CLUSTER["ALT_CLUSTERS"] = {WEBHOOK_Q_CLUSTER: {"workers": env_int("Q_WEBHOOK_WORKERS", 2, minimum=1)}}
+# Added to each worker process's niceness (0: none): the web processes, which
+# answer while someone waits, get the CPU first on a shared machine (moderation/ops/worker.py).
+Q_WORKER_NICENESS = env_int("Q_WORKER_NICENESS", 5, minimum=0)
 Q_SYNC = env_bool("Q_SYNC", False)
 if Q_SYNC:
     Q_CLUSTER["sync"] = True

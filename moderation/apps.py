@@ -9,3 +9,5 @@ class ModerationConfig(AppConfig):
     def ready(self) -> None:
         # Connects partner webhooks to the pipeline's notification signal.
         from moderation.services import webhooks  # noqa: F401
+        # Lowers each django-q2 worker's CPU priority as it starts.
+        from moderation.ops import worker  # noqa: F401
