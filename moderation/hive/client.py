@@ -191,7 +191,8 @@ def _raise_for_status(response: requests.Response, what: str) -> None:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date,
+    """Seconds to wait from a Retry-After header (Hive's, or a partner webhook
+    endpoint's): delta-seconds or an HTTP date,
     at most MAX_RETRY_AFTER_SECONDS (a date in the year 9999 or "inf" would
     overflow the retry time; a day is already far longer than any real pause)."""
     if not value or not value.strip():
@@ -206,7 +207,7 @@ def parse_retry_after(value: str | None) -> float | None:
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
-        logger.warning("unreadable Retry-After header from Hive: %r", value[:100])
+        logger.warning("unreadable Retry-After header: %r", value[:100])
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)

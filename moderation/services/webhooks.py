@@ -40,7 +40,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from email.utils import parsedate_to_datetime
 from typing import Iterable
 
 import requests
@@ -57,6 +56,7 @@ from rest_framework.renderers import JSONRenderer
 from standardwebhooks import Webhook
 
 from moderation.api.serializers import submission_json
+from moderation.hive.client import parse_retry_after
 from moderation.models import (
     Actor,
     MessageStatus,
@@ -447,22 +447,6 @@ def _excerpt(response: requests.Response) -> str:
 
 def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt_timezone.utc)
-    return max(0.0, (when - timezone.now()).total_seconds())
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> float | None:
