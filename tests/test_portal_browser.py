@@ -188,6 +188,35 @@ def test_the_grid_asks_for_one_of_its_own_reasons(browser, live_server, portal):
     assert page.text_content("[data-count]") == "Pick a reason (1–3) first."
 
 
+def test_leaving_the_grid_gives_its_images_back_at_once(browser, live_server, portal):
+    page = open_page(browser, live_server, "mo")
+    page.goto(f"{live_server.url}/portal/grid/")
+    items = Submission.objects.filter(pk__in=[i.pk for i in portal["items"]])
+    assert {i.claimed_by.username for i in items} == {"mo"}  # the grid holds what it shows
+    page.goto(f"{live_server.url}/portal/queue/review/")  # away, not through Release all
+    deadline = timezone.now() + timedelta(seconds=10)
+    while items.filter(claimed_by__isnull=False).exists() and timezone.now() < deadline:
+        page.wait_for_timeout(100)
+    assert not items.filter(claimed_by__isnull=False).exists(), "still held until the lease runs out"
+    page.go_back()  # the grid again (from the browser's memory or not): its images are held again
+    page.wait_for_selector("[data-tile-check]")
+    deadline = timezone.now() + timedelta(seconds=10)
+    while items.filter(claimed_by__isnull=True).exists() and timezone.now() < deadline:
+        page.wait_for_timeout(100)
+    assert {i.claimed_by.username for i in items} == {"mo"}
+
+
+def test_deciding_in_the_grid_is_not_undone_by_leaving_it(browser, live_server, portal):
+    page = open_page(browser, live_server, "mo")
+    page.goto(f"{live_server.url}/portal/grid/")
+    page.check("[data-tile-check] >> nth=0")
+    page.click("[data-action=approve]")
+    page.wait_for_load_state()
+    assert Submission.objects.filter(decision=Decision.APPROVED).count() == 1
+    # The grid that reloads holds the other two; its decision's page left without a beacon.
+    assert Submission.objects.filter(decision=Decision.PENDING, claimed_by__username="mo").count() == 2
+
+
 def test_a_speech_transcript_starts_blurred_and_v_reveals_it(browser, live_server, portal, media_samples):
     speech = Submission.objects.create(
         project=portal["project"], partner=portal["items"][0].partner, source="media", media_kind="audio",

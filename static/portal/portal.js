@@ -287,6 +287,17 @@ function setupGrid() {
     sent = true;
   });
 
+  // Leaving the grid any way but its own buttons (closing the tab, another page,
+  // "open" on a tile) gives its images back now, not when the lease runs out.
+  window.addEventListener("pagehide", () => {
+    if (sent) return;
+    const body = new FormData(form);
+    body.set("action", "release");
+    navigator.sendBeacon(window.location.href, body);  // form.action is the "action" buttons
+  });
+  // Back to a grid kept in the browser's memory: its images were given back, so take them again.
+  window.addEventListener("pageshow", (event) => { if (event.persisted) window.location.reload(); });
+
   const columns = () => {
     const top = checks.length ? checks[0].closest("[data-tile]").offsetTop : 0;
     return Math.max(1, checks.filter((c) => c.closest("[data-tile]").offsetTop === top).length);
