@@ -483,6 +483,9 @@ def grant(moderators) -> None:
 
 
 def main() -> int:
+    from bench.common import one_benchmark_at_a_time
+
+    one_benchmark_at_a_time()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", type=int, default=1_000)
     parser.add_argument("--large", type=int, default=1_000_000)

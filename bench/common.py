@@ -116,7 +116,29 @@ def rss_kb(pid: int, field: str = "VmRSS") -> int:
     return 0
 
 
+_LOCK_PATH = Path(tempfile.gettempdir()) / "hiveportal-bench.lock"
+_lock_file = None
+
+
+def one_benchmark_at_a_time() -> None:
+    """Exit if another benchmark is running on this machine: each one's figures
+    would be the other's noise, and two runs of one benchmark drop each other's
+    database. Held until this process exits."""
+    global _lock_file
+    if _lock_file is not None:
+        return
+    import fcntl
+
+    handle = open(_LOCK_PATH, "a+")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"another benchmark is running (it holds {_LOCK_PATH}): run them one at a time") from None
+    _lock_file = handle
+
+
 def workdir(name: str) -> Path:
+    one_benchmark_at_a_time()
     path = Path(tempfile.mkdtemp(prefix=f"hiveportal-{name}-"))
     (path / "media").mkdir()
     return path

@@ -232,6 +232,9 @@ def main() -> int:
     harness = Harness(args)
     os.environ.update(harness.env)
     sys.path[:0] = [str(REPO), str(harness.tmp)]
+    from bench.common import one_benchmark_at_a_time
+
+    one_benchmark_at_a_time()
     import django
 
     django.setup()
