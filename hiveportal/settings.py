@@ -46,6 +46,13 @@ ALLOWED_HOSTS = env_list(
     "DJANGO_ALLOWED_HOSTS",
     ["localhost", "127.0.0.1", "[::1]"] if (DEBUG or DEMO_MODE) else [],
 )
+if not ALLOWED_HOSTS and not DEBUG:
+    # Django would answer every page 400 while /healthz says 200: the load balancer
+    # would keep sending traffic to a portal that serves nothing.
+    raise ImproperlyConfigured(
+        "DJANGO_ALLOWED_HOSTS is not set: production settings need the host names the "
+        "portal is served under (comma-separated, e.g. portal.example.com)."
+    )
 
 PORTAL_BASE_URL = env_url("PORTAL_BASE_URL", "http://127.0.0.1:8000")
 HIVE_API_URL = env_url(

@@ -52,6 +52,13 @@ def test_production_settings_need_a_secret_key():
     assert "DJANGO_SECRET_KEY" in result.stderr
 
 
+def test_production_settings_need_the_allowed_hosts():
+    without = {k: v for k, v in PRODUCTION_ENV.items() if k != "DJANGO_ALLOWED_HOSTS"}
+    result = run_django(["check"], without)
+    assert result.returncode != 0
+    assert "DJANGO_ALLOWED_HOSTS is not set" in result.stderr
+
+
 def test_check_deploy_is_clean_under_production_settings():
     result = run_django(["check", "--deploy", "--fail-level", "WARNING"], PRODUCTION_ENV)
     assert result.returncode == 0, result.stderr
