@@ -198,3 +198,17 @@ def test_every_partner_route_is_in_the_document(db):
     routes = {"/api/v1/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{" + ("id" if m[1] == "pk" else m[1]) + "}",
                                   str(p.pattern)) for p in urls.urlpatterns}
     assert routes - documented == {"/api/v1/schema/", "/api/v1/docs/"}
+
+
+def test_the_document_lists_every_field_a_response_always_has_and_the_decisions(db):
+    """A generated client makes a field optional unless the document says it is
+    always there, and types `decision` as any string unless it lists the values."""
+    from moderation.models import Decision
+
+    components = schema.raw_schema["components"]["schemas"]
+    for name in ("Project", "Result", "Submission"):
+        component = components[name]
+        assert set(component["properties"]) == set(component["required"]), name
+    decision = components["Submission"]["properties"]["decision"]
+    enums = [components[ref["$ref"].rsplit("/", 1)[1]] for ref in decision["oneOf"]]
+    assert set(enums[0]["enum"]) == set(Decision.values) and decision["nullable"]

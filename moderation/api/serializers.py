@@ -6,7 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from moderation.hive.rules import MEDIA_KINDS
-from moderation.models import Project, Result, Submission
+from moderation.models import Decision, Project, Result, Submission
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -16,6 +16,7 @@ class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = ["slug", "name", "endpoint_type", "review_mode", "delivery", "accepted_fields", "accepted_media"]
+        read_only_fields = fields  # a response only: every field is always present
 
     def get_accepted_fields(self, project: Project) -> list[str]:
         return list(project.rule.fields)
@@ -31,6 +32,7 @@ class ResultSerializer(serializers.ModelSerializer):
     class Meta:
         model = Result
         fields = ["source", "received_at", "scores", "top_class", "top_score", "model_version", "review"]
+        read_only_fields = fields
 
 
 class SubmissionSerializer(serializers.ModelSerializer):
@@ -39,7 +41,7 @@ class SubmissionSerializer(serializers.ModelSerializer):
     metadata = serializers.DictField()
     results = ResultSerializer(many=True, read_only=True)
     error = serializers.SerializerMethodField()
-    decision = serializers.CharField(allow_null=True)
+    decision = serializers.ChoiceField(choices=Decision.choices, allow_null=True, read_only=True)
     # Blank until known: a URL submission's kind is learnt only if the portal mirrors the file.
     media_kind = serializers.ChoiceField(choices=MEDIA_KINDS, allow_blank=True, read_only=True)
 

@@ -106,6 +106,29 @@ def active_flag(data: dict) -> bool | None:
     return active
 
 
+WEBHOOK_DELIVERY_DOC = """\
+The endpoint receives a `POST` for each event it subscribed to:
+`submission.completed` (Hive's result is stored), `submission.failed` (Hive could not
+score it) and `submission.decided` (approved, rejected or escalated, by the thresholds
+or a moderator).
+
+Body (JSON): `{"type": "<event>", "timestamp": "<ISO 8601>", "data": <the submission,
+as GET /api/v1/submissions/{id}/ returns it>}`.
+
+Signed per the Standard Webhooks specification:
+- `webhook-id`: the message's id, the same on every retry of it (deduplicate on it);
+- `webhook-timestamp`: seconds since the epoch when this attempt was sent;
+- `webhook-signature`: `v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>">`
+  under the bytes of the secret after its `whsec_` prefix is removed and the rest
+  base64-decoded. During a secret rotation's overlap it lists one signature per
+  secret, separated by spaces.
+
+Answer with any 2xx within 15 seconds. Anything else is retried with backoff (the endpoint's
+`Retry-After` is honoured); every attempt is listed under `.../deliveries/`. The
+`secret` is in this response only: store it now.
+"""
+
+
 class EndpointList(APIView):
     # JSON only: `events` is a list, which a form cannot carry.
     parser_classes = [SafeJSONParser]
@@ -116,8 +139,10 @@ class EndpointList(APIView):
 
     @extend_schema(
         tags=TAG, request=EndpointCreateSerializer, summary="Register a webhook endpoint",
+        description=WEBHOOK_DELIVERY_DOC,
         responses={201: EndpointCreatedSerializer,
-                   400: error("Invalid or unknown field (named in the body)"),
+                   400: error("Invalid or unknown field (named in the body), or the most endpoints a "
+                              "partner may have"),
                    415: error("The body is not JSON")},
     )
     def post(self, request):
