@@ -64,6 +64,9 @@ HIVE_CONNECT_TIMEOUT = env_float("HIVE_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 HIVE_READ_TIMEOUT = env_float("HIVE_READ_TIMEOUT", 300.0, minimum=0.1)
 # Transient failures of one submission before it is failed for good.
 HIVE_MAX_ATTEMPTS = env_int("HIVE_MAX_ATTEMPTS", 12, minimum=1)
+# While Hive is down for everyone (the project's circuit is open) retries are not
+# counted against an item; it is failed only once it has waited this long.
+HIVE_GIVE_UP_HOURS = env_int("HIVE_GIVE_UP_HOURS", 24, minimum=1)
 
 MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 1024, minimum=1)
 API_THROTTLE_RATE = env_rate("API_THROTTLE_RATE", "6000/min")

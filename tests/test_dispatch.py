@@ -146,7 +146,9 @@ def test_a_429_pauses_the_project_for_its_retry_after(hive, project, partner):
 def test_the_pump_that_opened_the_circuit_probes_after_the_pause_and_refills_the_slots(
         hive, project, partner, monkeypatch):
     monkeypatch.setattr(dispatch, "PROBE_MAX_WAIT_SECONDS", 5)
+    monkeypatch.setattr(dispatch, "PUMP_MAX_WAIT_SECONDS", 5)
     monkeypatch.setattr(dispatch, "PROJECT_BACKOFF_BASE", 0.2)
+    monkeypatch.setattr(dispatch, "PROBE_ROTATION_SECONDS", 0.2)
     refilled = []
     monkeypatch.setattr(dispatch, "enqueue_pump", refilled.append)
     hive.add(responses.POST, SYNC, json={"message": "busy"}, status=503)
@@ -154,7 +156,8 @@ def test_the_pump_that_opened_the_circuit_probes_after_the_pause_and_refills_the
     first, second, third = (submit(project, partner) for _ in range(3))
     dispatch.dispatch_submission(first.pk)
     assert [reload(s).status for s in (first, second, third)] == [Status.COMPLETED] * 3
-    assert len(hive.calls) == 4  # one 503, then the probe (the failed item first), then the rest
+    # One 503; then the probe, another item (the failed one is due just after the pause); the rest.
+    assert len(hive.calls) == 4
     assert AuditEvent.objects.filter(action="hive.resumed").count() == 1
     assert refilled == [project.pk, project.pk]  # the other slots are brought back
 
@@ -465,3 +468,68 @@ def test_results_and_new_submissions_do_not_wait_for_a_claim_holding_the_project
     assert outcome is Recorded.NEW
     assert reload(submission).status == Status.COMPLETED
     assert reload(accepted).status == Status.QUEUED and queued == [accepted.pk]
+
+
+# --- A long outage ------------------------------------------------------------------------
+
+
+def step_past_the_pause(project) -> None:
+    """Time moves on: the pause is over and every waiting item is due."""
+    Project.objects.filter(pk=project.pk).update(hive_paused_until=timezone.now() - timedelta(seconds=1))
+    Submission.objects.filter(status=Status.QUEUED).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_an_outage_longer_than_the_attempts_fails_nothing(hive, project, partner, settings):
+    settings.HIVE_MAX_ATTEMPTS = 3
+    hive.add(responses.POST, SYNC, json={"message": "down"}, status=503)
+    item = submit(project, partner)
+    dispatch.dispatch_submission(item.pk)  # the call that finds Hive down: counted
+    for _ in range(10):  # ten probes while Hive stays down: not this item's fault
+        step_past_the_pause(project)
+        dispatch.pump(project.pk)
+    assert len(hive.calls) == 11
+    item = reload(item)
+    assert (item.status, item.attempts) == (Status.QUEUED, 1)
+    assert reload(project).hive_consecutive_failures == 11
+
+    hive.replace(responses.POST, SYNC, body=IMAGE_RESULT, status=200)  # Hive is back
+    step_past_the_pause(project)
+    dispatch.pump(project.pk)
+    assert reload(item).status == Status.COMPLETED
+
+
+def test_one_item_hive_always_fails_on_does_not_hold_the_others_back(hive, project, partner, settings):
+    settings.HIVE_MAX_ATTEMPTS = 3
+    poison = submit(project, partner, url="https://cdn.example.com/poison.jpg")
+    fine = submit(project, partner, url="https://cdn.example.com/fine.jpg")
+
+    def answer(request):
+        if b"poison" in body_bytes(request):
+            return 500, {}, json.dumps({"message": "internal error"})
+        return 200, {}, IMAGE_RESULT
+
+    hive.add_callback(responses.POST, SYNC, callback=answer)
+    dispatch.dispatch_submission(poison.pk)  # opens the circuit
+    step_past_the_pause(project)
+    Submission.objects.filter(pk=poison.pk).update(next_attempt_at=timezone.now() + timedelta(seconds=1))
+    dispatch.pump(project.pk)  # the probe is the other item: Hive answers, the circuit closes
+    assert reload(fine).status == Status.COMPLETED
+    assert reload(project).hive_consecutive_failures == 0
+    for _ in range(5):  # the poison item alone, each time with the circuit closed: counted
+        step_past_the_pause(project)
+        Project.objects.filter(pk=project.pk).update(hive_consecutive_failures=0)
+        dispatch.pump(project.pk)
+    poison = reload(poison)
+    assert poison.status == Status.FAILED and poison.attempts == 3
+    assert "Hive kept failing after 3 attempts" in poison.error
+
+
+def test_an_item_waiting_through_a_day_long_outage_is_failed_saying_so(hive, project, partner, settings):
+    hive.add(responses.POST, SYNC, json={"message": "down"}, status=503)
+    item = submit(project, partner)
+    Submission.objects.filter(pk=item.pk).update(created_at=timezone.now() - timedelta(hours=25))
+    Project.objects.filter(pk=project.pk).update(hive_consecutive_failures=50)  # down for a long time
+    dispatch.dispatch_submission(item.pk)
+    item = reload(item)
+    assert item.status == Status.FAILED
+    assert item.error.startswith("Hive could not take it for 24 hours: ")

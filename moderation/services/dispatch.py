@@ -59,6 +59,8 @@ PROJECT_BACKOFF_CAP = 60.0
 # Download errors retried this many times before a mirror-enabled project
 # fetches the URL itself and sends the bytes.
 DOWNLOAD_RETRIES_BEFORE_MIRROR = 2
+# A failed probe's item is due this long after the pause ends (see handle_error).
+PROBE_ROTATION_SECONDS = 1.0
 
 
 def max_attempts() -> int:
@@ -344,6 +346,11 @@ def _await_callback(submission: Submission, task_id: str) -> None:
                      attempt=submission.attempts)
 
 
+def _refund_attempt(submission: Submission) -> None:
+    Submission.objects.filter(pk=submission.pk, attempts__gt=0).update(attempts=F("attempts") - 1)
+    submission.attempts = max(0, submission.attempts - 1)
+
+
 def _release(submission: Submission, status: str) -> None:
     Submission.objects.filter(pk=submission.pk, status=Status.PROCESSING).update(status=status, lease_until=None)
 
@@ -357,6 +364,15 @@ def handle_error(submission: Submission, error: HiveError) -> Circuit:
     if not error.error_codes:
         # The service itself is unhappy (429, 5xx, network): slow the whole project down.
         circuit = _project_failed(project, error.retry_after)
+        if project.hive_consecutive_failures:
+            # A probe of a circuit already open (`project` is the row as claimed): it
+            # says Hive is still down, nothing about this item. Counted, an outage of
+            # a few minutes would use up the attempts of whichever item probed.
+            _refund_attempt(submission)
+    if submission.created_at < timezone.now() - timedelta(hours=settings.HIVE_GIVE_UP_HOURS):
+        fail(submission, f"Hive could not take it for {settings.HIVE_GIVE_UP_HOURS} hours: "
+                         f"{_partner_message(error)}", code=_code(error))
+        return circuit
     if (error.download_error and submission.source == ContentSource.URL and project.url_mirror != UrlMirror.NEVER
             and not submission.media and submission.attempts >= DOWNLOAD_RETRIES_BEFORE_MIRROR):
         try:
@@ -372,8 +388,10 @@ def handle_error(submission: Submission, error: HiveError) -> Circuit:
         return circuit
     when = None
     if circuit is Circuit.OPENED:
-        # The probe after the pause retries this item first.
+        # Due just after the pause ends, so the probe then is another item if one is
+        # waiting: one item that Hive always fails on does not hold the circuit open.
         when = Project.objects.values_list("hive_paused_until", flat=True).get(pk=project.pk)
+        when += timedelta(seconds=PROBE_ROTATION_SECONDS)
     _retry_later(submission, error, when=when)
     return circuit
 
