@@ -13,6 +13,7 @@ urlpatterns = [
 
 # Unrouted paths under /api/ answer JSON, not Django's HTML page.
 handler404 = "moderation.api.exceptions.page_not_found"
+handler500 = "moderation.api.exceptions.server_error"
 
 if settings.HIVE_SIMULATOR:
     urlpatterns.append(path("simulator/", include("moderation.hive.simulator.urls")))

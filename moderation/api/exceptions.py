@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
+from redis.exceptions import RedisError
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -28,6 +31,20 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+class BackendUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = ("The portal cannot reach its database or queue right now; this request was not "
+                      "completed. Try again in a moment.")
+    default_code = "unavailable"
+
+
+# The database or Redis is unreachable (or SQLite stayed locked): the request's
+# transaction rolled back, so the client may simply try again.
+UNAVAILABLE = (OperationalError, InterfaceError, RedisError)
+RETRY_AFTER_UNAVAILABLE = 30
+logger = logging.getLogger("moderation.api")
+
+
 # How much of a refused Content-Type the 415 quotes back: DRF quotes it whole,
 # and a client may send 64 KB of it.
 MAX_QUOTED_MEDIA_TYPE = 100
@@ -36,6 +53,11 @@ MAX_QUOTED_MEDIA_TYPE = 100
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge({"body": [str(exc) or "Request body too large."]})
+    if isinstance(exc, UNAVAILABLE):
+        logger.error("API request failed: a backend is unavailable", exc_info=exc)
+        response = drf_exception_handler(BackendUnavailable(), context)
+        response["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE)
+        return response
     if isinstance(exc, exceptions.UnsupportedMediaType) and "request" in context:
         media_type = context["request"].content_type or ""
         if len(media_type) > MAX_QUOTED_MEDIA_TYPE:
@@ -61,3 +83,12 @@ def page_not_found(request, exception):
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)
     return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """handler500: what escapes DRF's handler (middleware, a failure before the
+    view) is JSON under /api/ and on Hive's callback path, never an HTML page."""
+    if request.path.startswith(("/api/", "/hive/")):
+        return JsonResponse({"detail": "Internal error; it is logged for the operators. Try again later."},
+                            status=500)
+    return defaults.server_error(request)

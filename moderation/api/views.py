@@ -136,7 +136,10 @@ class SubmissionCreate(APIView):
                     idempotency.abandon(partner, key)
                 raise
         except intake.IntakeError as error:
-            return Response({error.field: [error.message]}, status=error.status)
+            response = Response({error.field: [error.message]}, status=error.status)
+            if error.status == status.HTTP_503_SERVICE_UNAVAILABLE:
+                response["Retry-After"] = "60"
+            return response
         except idempotency.KeyConflict as conflict:
             exc = Conflict({"Idempotency-Key": [str(conflict)]})
             response = self.handle_exception(exc)

@@ -15,6 +15,7 @@ name: never a URL, a host or a message that could hold a password.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -23,6 +24,8 @@ from django.core.files.storage import storages
 from django.db import connection
 
 CHECK_TIMEOUT_SECONDS = 3
+# Local media: less free space than this and uploads would start failing.
+MIN_FREE_MEDIA_BYTES = 100 * 2**20
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,9 @@ def check_storage() -> str:
     os.makedirs(root, exist_ok=True)
     if not os.access(root, os.W_OK):
         raise PermissionError("MEDIA_ROOT")
+    # A full disk is still writable for os.access: every upload would fail.
+    if shutil.disk_usage(root).free < MIN_FREE_MEDIA_BYTES:
+        raise OSError(f"MEDIA_ROOT has less than {MIN_FREE_MEDIA_BYTES // 2**20} MB free")
     return "ok"
 
 

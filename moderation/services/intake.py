@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,9 @@ MAX_METADATA_DEPTH = 32
 MAX_EXTERNAL_ID = 255
 MAX_URL = 2048
 ALLOWED_FIELDS = frozenset({*CONTENT_FIELDS, "metadata", "external_id"})
+
+
+logger = logging.getLogger("moderation.pipeline")
 
 
 class IntakeError(Exception):
@@ -278,4 +282,15 @@ def _attach_media(submission: Submission, project: Project, upload: UploadedFile
     submission.media_mime = info.mime
     submission.size_bytes = upload.size
     # Our own name: the client's file name never reaches a storage path.
-    submission.media.save(f"upload.{info.extension}", upload, save=False)
+    field = submission.media
+    name = field.storage.get_available_name(field.field.generate_filename(submission, f"upload.{info.extension}"),
+                                            max_length=field.field.max_length)
+    try:
+        field.save(name, upload, save=False)
+    except OSError:
+        # A full or failing disk: Django's storage leaves what it wrote so far.
+        logger.exception("could not store an upload", extra={"submission_id": str(submission.pk)})
+        if field.storage.exists(name):
+            field.storage.delete(name)
+        raise IntakeError(MEDIA_FIELD, "The portal could not store the file (its storage is full or failing); "
+                                       "nothing was kept. Try again later.", status=503) from None
