@@ -259,6 +259,14 @@ if WEBHOOK_Q_CLUSTER:
 # Added to each worker process's niceness (0: none): the web processes, which
 # answer while someone waits, get the CPU first on a shared machine (moderation/ops/worker.py).
 Q_WORKER_NICENESS = env_int("Q_WORKER_NICENESS", 5, minimum=0)
+# django-q2 serves the cluster named by Q_CLUSTER_NAME (the Procfile's `webhooks`):
+# one that no setting defines crashed at start, for ever, under a supervisor.
+_SERVED_CLUSTER = env_str("Q_CLUSTER_NAME", "")
+if _SERVED_CLUSTER and _SERVED_CLUSTER not in (Q_CLUSTER["name"], WEBHOOK_Q_CLUSTER):
+    raise ImproperlyConfigured(
+        f"Q_CLUSTER_NAME={_SERVED_CLUSTER} names no cluster: set WEBHOOK_Q_CLUSTER={_SERVED_CLUSTER} "
+        "for every process (the web and workers send webhook tasks to it), or unset Q_CLUSTER_NAME."
+    )
 Q_SYNC = env_bool("Q_SYNC", False)
 if Q_SYNC:
     Q_CLUSTER["sync"] = True

@@ -59,6 +59,14 @@ def test_production_settings_need_the_allowed_hosts():
     assert "DJANGO_ALLOWED_HOSTS is not set" in result.stderr
 
 
+def test_the_webhooks_process_needs_the_webhook_cluster_to_be_set():
+    result = run_django(["check"], {**PRODUCTION_ENV, "Q_CLUSTER_NAME": "webhooks"})
+    assert result.returncode != 0
+    assert "set WEBHOOK_Q_CLUSTER=webhooks" in result.stderr
+    both = run_django(["check"], {**PRODUCTION_ENV, "Q_CLUSTER_NAME": "webhooks", "WEBHOOK_Q_CLUSTER": "webhooks"})
+    assert both.returncode == 0, both.stderr
+
+
 def test_check_deploy_is_clean_under_production_settings():
     result = run_django(["check", "--deploy", "--fail-level", "WARNING"], PRODUCTION_ENV)
     assert result.returncode == 0, result.stderr
