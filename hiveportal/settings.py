@@ -359,6 +359,9 @@ CALLBACK_STALL_SECONDS = env_int("CALLBACK_STALL_SECONDS", 300, minimum=30)
 # Partner webhook history (events, messages, attempts) older than this is deleted
 # hourly once nothing is left to deliver (services/retention.py).
 WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 30, minimum=1)
+# Hive callback receipts (the callback log) older than this are deleted hourly,
+# once processed or refused (services/retention.py).
+CALLBACK_RETENTION_DAYS = env_int("CALLBACK_RETENTION_DAYS", 30, minimum=1)
 # Each event is fanned out to every endpoint of the partner inside the pipeline's
 # transaction: a bound on how many there are is a bound on that transaction.
 WEBHOOK_ENDPOINTS_PER_PARTNER = env_int("WEBHOOK_ENDPOINTS_PER_PARTNER", 20, minimum=1)

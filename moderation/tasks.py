@@ -42,3 +42,7 @@ def drain_webhooks() -> int:
 
 def prune_webhooks() -> int:
     return retention.prune_webhooks()
+
+
+def prune_callback_receipts() -> int:
+    return retention.prune_callback_receipts()

@@ -1,4 +1,4 @@
-"""How long partner webhook history is kept.
+"""How long partner webhook history and Hive's callback receipts are kept.
 
 Every event a partner subscribes to leaves an event row (its body), one message
 per endpoint and one row per delivery attempt: millions a month on a busy
@@ -17,7 +17,14 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from moderation.models import MessageStatus, WebhookDelivery, WebhookEvent, WebhookMessage
+from moderation.models import (
+    CallbackReceipt,
+    MessageStatus,
+    ReceiptOutcome,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookMessage,
+)
 
 PRUNE_BATCH = 500
 
@@ -37,6 +44,23 @@ def prune_webhooks(now: datetime | None = None, batch: int = PRUNE_BATCH) -> int
             WebhookDelivery.objects.filter(message__event_id__in=ids).delete()
             WebhookMessage.objects.filter(event_id__in=ids).delete()
             WebhookEvent.objects.filter(pk__in=ids).delete()
+        pruned += len(ids)
+        if len(ids) < batch:
+            break
+    return pruned
+
+
+def prune_callback_receipts(now: datetime | None = None, batch: int = PRUNE_BATCH) -> int:
+    """Delete callback receipts older than CALLBACK_RETENTION_DAYS that are done
+    with (processed, duplicate, refused, in error; never one still pending). A
+    receipt's result lives on in its Result (raw body included); a refused one
+    is a stranger's 4 KB, and anyone can send those. Returns how many went."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.CALLBACK_RETENTION_DAYS)
+    expired = (CallbackReceipt.objects.filter(received_at__lt=cutoff)
+               .exclude(outcome=ReceiptOutcome.PENDING).order_by("received_at"))
+    pruned = 0
+    while ids := list(expired.values_list("pk", flat=True)[:batch]):
+        CallbackReceipt.objects.filter(pk__in=ids).delete()
         pruned += len(ids)
         if len(ids) < batch:
             break
