@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import os
 
-import pytest
 from django.core.files.storage import FileSystemStorage
 from django.db import OperationalError
 from django.test import Client

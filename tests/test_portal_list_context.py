@@ -13,7 +13,6 @@ from moderation.models import Decision
 from moderation.services import review
 from tests.test_portal_review import (  # noqa: F401  (fixtures)
     _clean_cache,
-    lead,
     make_item,
     make_user,
     moderator,
