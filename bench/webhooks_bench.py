@@ -19,8 +19,9 @@ both alike, each starting from an empty queue:
   to all 1,000 too (a stress far beyond what a partner does).
 
 Layouts: "dedicated" (default, the recommended deployment) runs webhook tasks on
-a cluster of their own at low CPU priority (WEBHOOK_Q_CLUSTER + ALT_CLUSTERS, see
-DEDICATED_SETTINGS; `nice -n 19`); "shared" runs everything on one cluster.
+a cluster of their own at low CPU priority (WEBHOOK_Q_CLUSTER=webhooks and a
+qcluster with Q_CLUSTER_NAME=webhooks at `nice -n 19`, as the Procfile runs it);
+"shared" runs everything on one cluster.
 Children stay in this process's session: with Linux's scheduler autogroups, `nice`
 only ranks processes within one session.
 
@@ -76,17 +77,6 @@ def parse_args() -> argparse.Namespace:
                              "(the recommended deployment); shared: one cluster for everything")
     parser.add_argument("--min-ratio", type=float, default=0.9)
     return parser.parse_args()
-
-
-# The 'dedicated' layout: what hiveportal/settings.py needs for it (plus a second
-# worker process: `Q_CLUSTER_NAME=webhooks nice -n 19 python manage.py qcluster`).
-DEDICATED_SETTINGS = """
-from hiveportal.settings import *  # noqa: F401,F403
-from hiveportal.settings import Q_CLUSTER
-
-Q_CLUSTER["ALT_CLUSTERS"] = {"webhooks": {"workers": 2}}
-WEBHOOK_Q_CLUSTER = "webhooks"
-"""
 
 
 def free_port() -> int:
@@ -160,8 +150,9 @@ class Harness:
         else:
             os.environ.pop("REDIS_URL", None)
         if args.layout == "dedicated":
-            (self.tmp / "bench_settings.py").write_text(DEDICATED_SETTINGS)
-            self.env["DJANGO_SETTINGS_MODULE"] = "bench_settings"
+            # As production sets it (README): every process sends webhook tasks to
+            # the `webhooks` cluster, served by its own qcluster (Procfile `webhooks`).
+            self.env["WEBHOOK_Q_CLUSTER"] = "webhooks"
 
     def start_child(self, *argv: str, log: str = "", nice: int = 0, **env: str) -> subprocess.Popen:
         child = subprocess.Popen([sys.executable, str(REPO / "manage.py"), *argv], cwd=REPO,
