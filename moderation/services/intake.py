@@ -282,15 +282,15 @@ def _attach_media(submission: Submission, project: Project, upload: UploadedFile
     submission.media_mime = info.mime
     submission.size_bytes = upload.size
     # Our own name: the client's file name never reaches a storage path.
-    field = submission.media
-    name = field.storage.get_available_name(field.field.generate_filename(submission, f"upload.{info.extension}"),
-                                            max_length=field.field.max_length)
+    filename = f"upload.{info.extension}"
     try:
-        field.save(name, upload, save=False)
+        submission.media.save(filename, upload, save=False)
     except OSError:
-        # A full or failing disk: Django's storage leaves what it wrote so far.
+        # A full or failing disk: Django's storage leaves what it wrote so far,
+        # under the path made from the new submission's id (so no other file's).
         logger.exception("could not store an upload", extra={"submission_id": str(submission.pk)})
-        if field.storage.exists(name):
-            field.storage.delete(name)
+        partial = submission.media.field.generate_filename(submission, filename)
+        if submission.media.storage.exists(partial):
+            submission.media.storage.delete(partial)
         raise IntakeError(MEDIA_FIELD, "The portal could not store the file (its storage is full or failing); "
                                        "nothing was kept. Try again later.", status=503) from None
