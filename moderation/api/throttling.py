@@ -23,8 +23,8 @@ import time
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
-from rest_framework.settings import api_settings
 from redis.exceptions import RedisError
+from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 from moderation.ops.broker import shared_client

@@ -10,11 +10,12 @@ no statement holds its locks for long.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from moderation.models import (
@@ -37,17 +38,15 @@ def prune_webhooks(now: datetime | None = None, batch: int = PRUNE_BATCH) -> int
     unfinished = WebhookMessage.objects.filter(event=OuterRef("pk"), status=MessageStatus.PENDING)
     expired = (WebhookEvent.objects.filter(created_at__lt=cutoff, fanned_out_at__isnull=False)
                .exclude(Exists(unfinished)).order_by("created_at"))
-    pruned = 0
-    while ids := list(expired.values_list("pk", flat=True)[:batch]):
-        with transaction.atomic():
-            # Children first: each delete is then one statement, not a collection.
-            WebhookDelivery.objects.filter(message__event_id__in=ids).delete()
-            WebhookMessage.objects.filter(event_id__in=ids).delete()
-            WebhookEvent.objects.filter(pk__in=ids).delete()
-        pruned += len(ids)
-        if len(ids) < batch:
-            break
-    return pruned
+    return _delete_in_batches(expired, _delete_events, batch)
+
+
+def _delete_events(ids: list) -> None:
+    with transaction.atomic():
+        # Children first: each delete is then one statement, not a collection.
+        WebhookDelivery.objects.filter(message__event_id__in=ids).delete()
+        WebhookMessage.objects.filter(event_id__in=ids).delete()
+        WebhookEvent.objects.filter(pk__in=ids).delete()
 
 
 def prune_callback_receipts(now: datetime | None = None, batch: int = PRUNE_BATCH) -> int:
@@ -58,9 +57,15 @@ def prune_callback_receipts(now: datetime | None = None, batch: int = PRUNE_BATC
     cutoff = (now or timezone.now()) - timedelta(days=settings.CALLBACK_RETENTION_DAYS)
     expired = (CallbackReceipt.objects.filter(received_at__lt=cutoff)
                .exclude(outcome=ReceiptOutcome.PENDING).order_by("received_at"))
+    return _delete_in_batches(expired, lambda ids: CallbackReceipt.objects.filter(pk__in=ids).delete(), batch)
+
+
+def _delete_in_batches(expired: QuerySet, delete: Callable[[list], object], batch: int) -> int:
+    """`delete` the rows of `expired` `batch` ids at a time, so no statement holds
+    its locks for long; how many went."""
     pruned = 0
     while ids := list(expired.values_list("pk", flat=True)[:batch]):
-        CallbackReceipt.objects.filter(pk__in=ids).delete()
+        delete(ids)
         pruned += len(ids)
         if len(ids) < batch:
             break

@@ -70,14 +70,13 @@ def _requeue_stalled_callbacks(report: SweepReport) -> None:
     task out once; its worker died). Processing is idempotent: queue it again,
     at most once per stall period, so a backlog is not made longer each minute."""
     cutoff = timezone.now() - timedelta(seconds=settings.CALLBACK_STALL_SECONDS)
+    not_requeued_lately = Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff)
     stalled = CallbackReceipt.objects.filter(
         outcome=ReceiptOutcome.PENDING, authentic=True, received_at__lt=cutoff,
-    ).filter(Q(processed_at__isnull=True) | Q(processed_at__lt=cutoff)).filter(
-        Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff))
+    ).filter(Q(processed_at__isnull=True) | Q(processed_at__lt=cutoff)).filter(not_requeued_lately)
     for pk in stalled.values_list("pk", flat=True)[:BATCH]:
         # Stamped first: a sweep running beside this one skips it.
-        if CallbackReceipt.objects.filter(pk=pk).filter(
-                Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff)).update(requeued_at=timezone.now()):
+        if CallbackReceipt.objects.filter(not_requeued_lately, pk=pk).update(requeued_at=timezone.now()):
             async_task("moderation.tasks.process_callback", pk)
             report.callbacks_requeued += 1
     if report.callbacks_requeued:
