@@ -155,13 +155,15 @@ class TcpProxy:
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def cut(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()
         with self._lock:
+            listener, self._listener = self._listener, None
             for conn in self._connections:
                 _close(conn)
             self._connections.clear()
+        if listener is not None:
+            # close() alone does not wake a thread blocked in accept(): the socket
+            # would go on listening and let one more (persistent) connection through.
+            _close(listener)
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -176,6 +178,10 @@ class TcpProxy:
                 continue
             upstream.settimeout(None)
             with self._lock:
+                if self._listener is not listener:  # cut while this one was being made
+                    _close(client)
+                    _close(upstream)
+                    return
                 self._connections.update({client, upstream})
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
