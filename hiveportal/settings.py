@@ -67,6 +67,9 @@ HIVE_MAX_ATTEMPTS = env_int("HIVE_MAX_ATTEMPTS", 12, minimum=1)
 # While Hive is down for everyone (the project's circuit is open) retries are not
 # counted against an item; it is failed only once it has waited this long.
 HIVE_GIVE_UP_HOURS = env_int("HIVE_GIVE_UP_HOURS", 24, minimum=1)
+# A claimed item belongs to its worker this long, renewed while the call runs: a
+# killed worker's in-flight slots are free again after at most this.
+HIVE_LEASE_SECONDS = env_int("HIVE_LEASE_SECONDS", 30, minimum=4)
 
 MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 1024, minimum=1)
 API_THROTTLE_RATE = env_rate("API_THROTTLE_RATE", "6000/min")

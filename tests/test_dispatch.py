@@ -322,21 +322,50 @@ def test_the_sweep_takes_back_what_a_dead_worker_left(project, partner):
     assert AuditEvent.objects.filter(submission=submission, action="dispatch.lease_expired").exists()
 
 
-def test_a_call_slower_than_hives_read_timeout_keeps_its_row_while_its_task_may_run(project, partner, settings,
-                                                                                       monkeypatch):
-    # The read timeout is per read: an upload or a mirror download can take longer
-    # in all. Only django-q2's task timeout bounds a call, so the lease outlasts it.
-    settings.HIVE_READ_TIMEOUT = 1
-    submission = submit(project, partner)
-    claimed_at = timezone.now()
-    assert dispatch.claim(project.pk).submission.pk == submission.pk
-    lease = reload(submission).lease_until
-    assert lease > claimed_at + timedelta(seconds=settings.Q_CLUSTER["timeout"])
-    later = lease - timedelta(seconds=1)  # past HIVE_READ_TIMEOUT many times over
-    monkeypatch.setattr(timezone, "now", lambda: later)
-    assert sweep.sweep().requeued == []
-    assert dispatch.claim(project.pk).submission is None  # not handed to a second worker
-    assert reload(submission).status == Status.PROCESSING
+def test_a_dead_workers_slot_is_free_again_once_its_short_lease_runs_out(project, partner, settings, monkeypatch):
+    # Nothing renews the lease of a worker killed mid-call: after HIVE_LEASE_SECONDS
+    # (not django-q2's task timeout, minutes) the project may send its next item.
+    monkeypatch.setattr(sweep, "enqueue_pump", lambda project_id: None)
+    Project.objects.filter(pk=project.pk).update(inflight_limit=1)
+    stranded, waiting = submit(project, partner), submit(project, partner)
+    assert dispatch.claim(project.pk).submission.pk == stranded.pk
+    start = timezone.now()
+    assert dispatch.claim(project.pk).submission is None  # the slot is taken
+
+    monkeypatch.setattr(timezone, "now", lambda: start + timedelta(seconds=settings.HIVE_LEASE_SECONDS + 1))
+    assert settings.HIVE_LEASE_SECONDS + 1 < settings.Q_CLUSTER["timeout"]
+    assert dispatch.claim(project.pk).submission.pk == waiting.pk
+    assert sweep.sweep().requeued == [str(stranded.pk)]
+    assert reload(stranded).status == Status.QUEUED
+
+
+@pytest.mark.django_db(transaction=True)  # the renewing thread has its own connection
+def test_a_call_longer_than_its_lease_keeps_its_row_while_it_runs(hive, project, partner, settings, monkeypatch):
+    # A live call is never handed to a second worker, however long it takes (an
+    # upload of a long video): its lease is renewed while it runs.
+    settings.HIVE_LEASE_SECONDS = 4  # renewed every second
+    monkeypatch.setattr(sweep, "enqueue_pump", lambda project_id: None)
+    Project.objects.filter(pk=project.pk).update(inflight_limit=1)
+    submission, other = submit(project, partner), submit(project, partner)
+    seen = {}
+
+    def slow_hive(request):
+        claimed_until = reload(submission).lease_until
+        threading.Event().wait(settings.HIVE_LEASE_SECONDS * 1.5)
+        seen["lease"] = (claimed_until, reload(submission).lease_until, timezone.now())
+        seen["requeued"] = sweep.sweep().requeued
+        seen["second claim"] = dispatch.claim(project.pk).submission
+        return 200, {}, IMAGE_RESULT
+
+    hive.add_callback(responses.POST, SYNC, callback=slow_hive)
+    dispatch.call_hive(dispatch.claim(project.pk, submission.pk).submission)
+
+    first_lease, lease_late_in_the_call, now = seen["lease"]
+    assert first_lease < now < lease_late_in_the_call  # the first one ran out; it was renewed
+    assert seen["requeued"] == [] and seen["second claim"] is None
+    assert reload(submission).status == Status.COMPLETED and reload(submission).lease_until is None
+    assert Result.objects.filter(submission=submission).count() == 1
+    assert reload(other).status == Status.QUEUED
 
 
 def test_an_item_whose_worker_dies_every_time_is_failed_after_max_attempts(project, partner, settings,

@@ -201,4 +201,5 @@ def _task_failed(submission: Submission, error: HiveError) -> None:
         status=Status.PROCESSING, lease_until=lease_until)
     if moved:
         submission.refresh_from_db()
-        dispatch.handle_error(submission, error)
+        with dispatch.lease_kept(submission):
+            dispatch.handle_error(submission, error)

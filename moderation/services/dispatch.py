@@ -22,13 +22,15 @@ from __future__ import annotations
 import enum
 import logging
 import random
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 import requests
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import Count, F, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -68,11 +70,41 @@ def max_attempts() -> int:
 
 
 def lease_seconds() -> float:
-    """How long a claimed row belongs to its worker. A call has no upper bound of
-    its own (the read timeout is per read; a big upload or a mirror download adds
-    to it), but its task has: django-q2 kills a task at `timeout`. A lease that
-    outlasts the task is never taken from a worker that is still alive."""
-    return settings.Q_CLUSTER["timeout"] + 15
+    """How long a claimed row belongs to its worker before the sweep may take it
+    back. A call has no upper bound of its own (the read timeout is per read; a
+    big upload or a mirror download adds to it), so the lease is short and
+    renewed while the call runs (`lease_kept`): a worker killed mid-call frees
+    its project's in-flight slots within this, not at django-q2's task timeout."""
+    return settings.HIVE_LEASE_SECONDS
+
+
+@contextmanager
+def lease_kept(submission: Submission):
+    """Renew the claim's lease every quarter lease while the block runs, from a
+    thread: the call blocks this one in a socket read. Renewal is conditional on
+    the claim (still processing, same attempt), so it never revives a row that
+    was handed on. Most calls end before the first renewal and touch nothing."""
+    stop = threading.Event()
+    thread = threading.Thread(target=_renew_lease, args=(submission.pk, submission.attempts, stop),
+                              name=f"lease-{submission.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _renew_lease(submission_id, attempt: int, stop: threading.Event) -> None:
+    try:
+        while not stop.wait(lease_seconds() / 4):
+            try:
+                Submission.objects.filter(pk=submission_id, status=Status.PROCESSING, attempts=attempt).update(
+                    lease_until=timezone.now() + timedelta(seconds=lease_seconds()))
+            except DatabaseError:  # three more tries before the lease runs out
+                logger.warning("lease not renewed", exc_info=True, extra={"submission_id": str(submission_id)})
+    finally:
+        connections.close_all()  # this thread's own connections
 
 
 def inflight_limit(project: Project) -> int:
@@ -265,6 +297,11 @@ def _refill(project_id: int) -> None:
 def call_hive(submission: Submission) -> Circuit:
     """One attempt; never raises. Every way out leaves the row in a state the
     sweep or a pump can pick up again. Says what it did to the project's circuit."""
+    with lease_kept(submission):
+        return _call_hive(submission)
+
+
+def _call_hive(submission: Submission) -> Circuit:
     project = submission.project
     log = {"submission_id": str(submission.pk), "project": project.slug}
     try:
