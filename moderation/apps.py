@@ -11,3 +11,6 @@ class ModerationConfig(AppConfig):
         from moderation.services import webhooks  # noqa: F401
         # Lowers each django-q2 worker's CPU priority as it starts.
         from moderation.ops import worker  # noqa: F401
+        # Before any metric is written: lets /metrics fold the files of exited processes.
+        from moderation.ops import metrics_files
+        metrics_files.hold_alive_lock()

@@ -12,7 +12,6 @@ before host validation. /metrics needs `Authorization: Bearer $METRICS_TOKEN`
 from __future__ import annotations
 
 import logging
-import os
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -21,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from moderation.metrics import PipelineCollector
+from moderation.ops import metrics_files
 from moderation.ops.health import readiness
 
 logger = logging.getLogger("moderation.ops")
@@ -53,7 +53,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     refused = _refuse_metrics(request)
     if refused is not None:
         return refused
-    output = generate_latest(_events_registry()) + generate_latest(_PIPELINE)
+    output = _events() + generate_latest(_PIPELINE)
     return _no_store(HttpResponse(output, content_type=CONTENT_TYPE_LATEST))
 
 
@@ -61,14 +61,20 @@ _PIPELINE = CollectorRegistry(auto_describe=False)
 _PIPELINE.register(PipelineCollector())
 
 
-def _events_registry():
+def _events() -> bytes:
     """This process's counters, or every process's on this host in
-    multiprocess mode (PROMETHEUS_MULTIPROC_DIR)."""
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return REGISTRY
+    multiprocess mode (PROMETHEUS_MULTIPROC_DIR), exited ones folded first."""
+    path = metrics_files.multiproc_dir()
+    if path is None:
+        return generate_latest(REGISTRY)
+    try:
+        metrics_files.compact(path)
+    except OSError:  # the scrape still answers, from every file
+        logger.warning("could not compact the metrics directory", exc_info=True)
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
-    return registry
+    MultiProcessCollector(registry, path)
+    with metrics_files.reading(path):
+        return generate_latest(registry)
 
 
 def _refuse_metrics(request: HttpRequest) -> HttpResponse | None:
