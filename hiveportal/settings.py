@@ -88,8 +88,9 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_q",
+    # Before django_q: its `qcluster` command is replaced by ours.
     "moderation",
+    "django_q",
 ]
 
 MIDDLEWARE = [

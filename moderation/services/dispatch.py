@@ -40,6 +40,7 @@ from moderation import metrics
 from moderation.hive.client import Content, HiveClient
 from moderation.hive.errors import HiveError
 from moderation.models import Actor, ContentSource, Delivery, Project, ResultSource, Status, Submission, UrlMirror
+from moderation.ops import shutdown
 from moderation.services import audit, callbacks, notify
 from moderation.services.mirror import MirrorError, mirror_url
 from moderation.services.results import Recorded, normalise_for, record_result
@@ -246,6 +247,8 @@ def dispatch_submission(submission_id) -> None:
            .values_list("project_id", "status", "project__inflight_limit").first())
     if row is None or row[1] != Status.QUEUED:
         return  # gone, or a redelivered task for a row already taken
+    if shutdown.stop_requested():
+        return  # the cluster is stopping: the sweep dispatches it
     project_id, _, limit = row
     # A batch enqueues a task per item, most of them while every slot is busy.
     # Those end here without the project lock (which every claim and every
@@ -270,6 +273,8 @@ def pump(project_id: int, first: Submission | None = None) -> None:
             owns_probe = circuit is Circuit.OPENED
             if circuit is Circuit.CLOSED:
                 _refill(project_id)
+        if shutdown.stop_requested():
+            return  # the cluster is stopping: what is queued waits for the sweep
         if time.monotonic() > deadline:
             if Submission.objects.filter(project_id=project_id, status=Status.QUEUED).exists():
                 enqueue_pump(project_id)
@@ -280,7 +285,7 @@ def pump(project_id: int, first: Submission | None = None) -> None:
             patience = PROBE_MAX_WAIT_SECONDS if owns_probe else PUMP_MAX_WAIT_SECONDS
             if nxt.wait is None or nxt.wait > patience:
                 return
-            time.sleep(max(0.05, nxt.wait))
+            shutdown.pause(max(0.05, nxt.wait))
 
 
 def _refill(project_id: int) -> None:

@@ -1,0 +1,32 @@
+"""django-q2's `qcluster`, which also tells its workers that a stop has begun
+(moderation/ops/shutdown.py): the cluster then exits after the Hive calls in
+flight, not after each pump's budget."""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+from django_q.cluster import Cluster
+from django_q.management.commands import qcluster
+
+from moderation.ops import shutdown
+
+
+class StoppingCluster(Cluster):
+    def sig_handler(self, signum, frame):
+        shutdown.request_stop()
+        super().sig_handler(signum, frame)
+
+
+class Command(qcluster.Command):
+    def handle(self, *args, **options):
+        # As django-q2's command does, with our cluster class.
+        settings.SECRET_KEY  # noqa: B018 - refuses to start without one
+        if options.get("cluster_name"):
+            os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
+        shutdown.prepare()
+        cluster = StoppingCluster()
+        cluster.start()
+        if options.get("run_once", False):
+            cluster.stop()

@@ -1,0 +1,42 @@
+"""A stop of the worker cluster, seen by every worker process.
+
+django-q2 stops a cluster by letting each worker finish the tasks it holds;
+a pump holds its slot for up to a minute (dispatch.PUMP_BUDGET_SECONDS),
+claiming item after item, so a stop took that long and a supervisor's timeout
+killed calls half-way (sent again once their lease ran out). Our `qcluster`
+sets this flag when the cluster is told to stop; the pumps and dispatch tasks
+then claim nothing more, and the cluster exits after the calls in flight.
+What they leave queued is dispatched by the sweep, on this host once it is
+back or on any other.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+# Created in the cluster's main process before it forks the sentinel and its
+# workers (django-q2 always forks on Linux), so they all share the one event.
+_stopping = None
+
+
+def prepare() -> None:
+    global _stopping
+    _stopping = multiprocessing.get_context("fork").Event()
+
+
+def request_stop() -> None:
+    if _stopping is not None:
+        _stopping.set()
+
+
+def stop_requested() -> bool:
+    return _stopping is not None and _stopping.is_set()
+
+
+def pause(seconds: float) -> None:
+    """Sleep, cut short by a stop."""
+    if _stopping is None:
+        time.sleep(seconds)
+    else:
+        _stopping.wait(seconds)
