@@ -77,16 +77,25 @@ class Process:
     def pid(self) -> int:
         return self.popen.pid
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        try:
-            os.killpg(self.popen.pid, sig)
-            self.popen.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        """`sig` to the main process, as systemd's KillMode=mixed sends it (a
+        SIGTERM to each of qcluster's processes hangs it: README "Deploying");
+        then SIGKILL to whatever of its process group is left."""
+        stop_process_group(self.popen, sig, timeout)
         self.log.close()
+
+
+def stop_process_group(popen: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    try:
+        popen.send_signal(sig)
+        popen.wait(timeout=timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(popen.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    popen.wait(timeout=10)
 
 
 def start_simulator(env: dict, logdir: Path) -> tuple[Process, str]:

@@ -251,12 +251,12 @@ def start_worker(name: str, env: dict[str, str], log_dir: Path) -> Process:
 
 
 def stop_all(processes: list[Process], grace: float = 10) -> None:
-    """SIGTERM to every process group at once, SIGKILL to what still runs after
+    """SIGTERM to every main process at once, SIGKILL to what still runs after
     `grace` seconds (gunicorn waits for idle keep-alive connections, a django-q2
-    cluster for its queued tasks: neither matters once a test is over)."""
+    cluster for its calls in flight: neither matters once a test is over)."""
     for process in processes:
         try:
-            os.killpg(process.pid, signal.SIGTERM)
+            process.popen.send_signal(signal.SIGTERM)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + grace

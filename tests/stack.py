@@ -16,6 +16,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 
+from bench.common import stop_process_group
 from tests.conftest import REPO
 
 
@@ -63,16 +64,17 @@ class Stack:
         self.start(name, [sys.executable, "manage.py", "qcluster"])
 
     def kill(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """SIGKILL to the whole process group; another signal to the main process
+        only, as a supervisor sends it (bench.common.stop_process_group)."""
         process = self.processes.pop(name)
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        if sig == signal.SIGKILL:
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                pass
+            process.wait(timeout=10)
+        else:
+            stop_process_group(process, sig, timeout=20)
 
     def stop(self) -> None:
         for name in list(self.processes):
