@@ -258,12 +258,14 @@ def _with_queues_page(get_urls):
 
 admin.site.get_urls = _with_queues_page(admin.site.get_urls)
 
-# Q_CLUSTER's save_limit -1 stores no successful task (it would double the
-# writes of the busiest path), so django-q2's list of them is always empty:
-# not shown, lest it read as "nothing succeeds". The queues page shows the
-# work done from our own tables instead.
-if settings.Q_CLUSTER.get("save_limit", 0) < 0:
-    from django_q.models import Success
+def hide_stored_successes() -> None:
+    """Q_CLUSTER's save_limit -1 stores no successful task (it would double the
+    writes of the busiest path), so django-q2's list of them is always empty:
+    not shown, lest it read as "nothing succeeds". The queues page shows the
+    work done from our own tables instead. Called from AppConfig.ready, once
+    every app's admin module (django_q's comes after ours) has registered."""
+    if settings.Q_CLUSTER.get("save_limit", 0) < 0:
+        from django_q.models import Success
 
-    if admin.site.is_registered(Success):
-        admin.site.unregister(Success)
+        if admin.site.is_registered(Success):
+            admin.site.unregister(Success)
