@@ -368,6 +368,59 @@ def test_a_call_longer_than_its_lease_keeps_its_row_while_it_runs(hive, project,
     assert reload(other).status == Status.QUEUED
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_lease_is_still_renewed_after_the_database_drops_the_renewing_connection(hive, project, partner,
+                                                                                      settings):
+    # A PostgreSQL restart during a long upload: the renewing thread connects afresh
+    # instead of retrying on its dead connection until the lease runs out.
+    if connection.vendor != "postgresql":
+        pytest.skip("ends another session's connection with pg_terminate_backend, PostgreSQL's")
+    settings.HIVE_LEASE_SECONDS = 4  # renewed every second
+    submission = submit(project, partner)
+    seen = {}
+
+    def slow_hive(request):
+        threading.Event().wait(1.5)  # renewed once: the thread has its connection
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            seen["terminated"] = cursor.fetchone()[0]
+        cut_at = timezone.now()
+        threading.Event().wait(settings.HIVE_LEASE_SECONDS * 1.25)
+        seen["lease"] = (cut_at, reload(submission).lease_until)
+        return 200, {}, IMAGE_RESULT
+
+    hive.add_callback(responses.POST, SYNC, callback=slow_hive)
+    dispatch.call_hive(dispatch.claim(project.pk, submission.pk).submission)
+
+    cut_at, lease_later = seen["lease"]
+    assert seen["terminated"] >= 1
+    assert lease_later > cut_at + timedelta(seconds=settings.HIVE_LEASE_SECONDS)  # renewed after the cut
+    assert reload(submission).status == Status.COMPLETED
+
+
+def test_a_late_answer_does_not_undo_a_second_claim_of_the_same_row(hive, project, partner, monkeypatch):
+    # The first call outlived its lease (its worker froze): the sweep took the row
+    # back and another worker claimed it. When the first call's error comes in, it
+    # must not send the second claim's row back to the queue.
+    monkeypatch.setattr(sweep, "enqueue_pump", lambda project_id: None)
+    submission = submit(project, partner)
+
+    def meanwhile(request):
+        Submission.objects.filter(pk=submission.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+        assert sweep.sweep().requeued == [str(submission.pk)]
+        assert dispatch.claim(project.pk).submission.pk == submission.pk  # the second claim
+        return 503, {}, "busy"
+
+    hive.add_callback(responses.POST, SYNC, callback=meanwhile)
+    first = dispatch.claim(project.pk, submission.pk).submission
+    dispatch.call_hive(first)
+
+    row = reload(submission)
+    assert (row.status, row.attempts) == (Status.PROCESSING, 2)  # still the second claim's
+    assert row.lease_until is not None and row.next_attempt_at is None
+
+
 def test_an_item_whose_worker_dies_every_time_is_failed_after_max_attempts(project, partner, settings,
                                                                            monkeypatch):
     settings.HIVE_MAX_ATTEMPTS = 3

@@ -128,3 +128,13 @@ def test_metrics_endpoint_folds_exited_processes_and_reports_their_totals(direct
     body = response.content.decode()
     assert 'demo_calls_total{outcome="ok"} 10.0' in body and "demo_seconds_count 15.0" in body
     assert db_files(directory) == {"counter_archive.db", "histogram_archive.db"}
+
+
+def test_commands_still_run_when_the_metrics_directory_does_not_exist_yet(tmp_path):
+    # README step 4 runs `migrate` before the web unit creates /dev/shm/hiveportal-metrics.
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "not-made-yet"), "HIVE_SIMULATOR": "1",
+           "DJANGO_SETTINGS_MODULE": "hiveportal.settings"}
+    done = subprocess.run([sys.executable, "manage.py", "check"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "could not mark the process alive" in done.stderr + done.stdout

@@ -6,6 +6,7 @@ started again takes it up at once."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -52,7 +53,7 @@ def test_a_stopped_cluster_finishes_its_calls_and_exits_without_claiming_more(st
     try:
         worker.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        worker.kill()
+        os.killpg(worker.pid, signal.SIGKILL)  # its workers would go on claiming
         pytest.fail(f"the cluster was still running 30 s after SIGTERM:\n{stack.log('worker')}")
     stopped_after = time.monotonic() - asked
 

@@ -67,13 +67,14 @@ def _events() -> bytes:
     path = metrics_files.multiproc_dir()
     if path is None:
         return generate_latest(REGISTRY)
-    try:
-        metrics_files.compact(path)
-    except OSError:  # the scrape still answers, from every file
-        logger.warning("could not compact the metrics directory", exc_info=True)
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path)
-    with metrics_files.reading(path):
+    try:
+        metrics_files.compact(path)
+        with metrics_files.reading(path):
+            return generate_latest(registry)
+    except OSError:  # the scrape still answers, from every file
+        logger.warning("could not compact the metrics directory", exc_info=True)
         return generate_latest(registry)
 
 

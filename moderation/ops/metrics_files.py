@@ -14,7 +14,9 @@ compaction to end before it writes a thing. `compact` sums the dead processes'
 files into `counter_archive.db` and `histogram_archive.db` under an exclusive
 directory lock; /metrics compacts, then reads under the shared one, so a scrape
 never counts a total twice or misses one. Files of processes that never took a
-lock (started before this ran) are left as they are.
+lock (started before this ran) are left as they are. The lock is taken in
+AppConfig.ready, before any metric is written in this process: our metrics and
+django-prometheus's are created on first use, or when the WSGI handler loads.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ SUMMED_TYPES = ("counter", "histogram")
 _ALIVE = re.compile(r"alive_(\d+)\.lock$")
 
 _alive_fd: int | None = None
+_at_fork_registered = False
 
 
 def multiproc_dir() -> str | None:
@@ -46,12 +49,12 @@ def multiproc_dir() -> str | None:
 
 def hold_alive_lock() -> None:
     """Mark this process alive for as long as it runs; again in each child it forks."""
-    global _alive_fd
-    path = multiproc_dir()
-    if path is None or _alive_fd is not None:
+    global _at_fork_registered
+    if multiproc_dir() is None or _at_fork_registered:
         return
-    _alive_fd = _locked(os.path.join(path, f"alive_{os.getpid()}.lock"), fcntl.LOCK_SH)
+    _at_fork_registered = True
     os.register_at_fork(after_in_child=_relock_in_child)
+    _lock_alive()
 
 
 def _relock_in_child() -> None:
@@ -59,12 +62,18 @@ def _relock_in_child() -> None:
     if _alive_fd is not None:
         os.close(_alive_fd)  # the parent's lock stays the parent's
         _alive_fd = None
+    _lock_alive()
+
+
+def _lock_alive() -> None:
+    global _alive_fd
     path = multiproc_dir()
-    if path is not None:
-        try:
-            _alive_fd = _locked(os.path.join(path, f"alive_{os.getpid()}.lock"), fcntl.LOCK_SH)
-        except OSError:  # the directory went away: the child's files are never compacted
-            logger.warning("could not mark the process alive for metrics compaction", exc_info=True)
+    if path is None:
+        return
+    try:
+        _alive_fd = _locked(os.path.join(path, f"alive_{os.getpid()}.lock"), fcntl.LOCK_SH)
+    except OSError:  # no such directory (yet): the process runs; its files are never folded
+        logger.warning("could not mark the process alive for metrics compaction", exc_info=True)
 
 
 def _locked(lock_path: str, mode: int) -> int:
@@ -72,12 +81,15 @@ def _locked(lock_path: str, mode: int) -> int:
     (a compaction may delete the lock file of a dead process with our pid)."""
     while True:
         fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(fd, mode)
         try:
+            fcntl.flock(fd, mode)
             if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
                 return fd
         except FileNotFoundError:
             pass
+        except BaseException:
+            os.close(fd)
+            raise
         os.close(fd)
 
 
@@ -95,35 +107,39 @@ def reading(path: str):
 def compact(path: str) -> int:
     """Fold the files of exited processes into the archives; how many processes."""
     fd = os.open(os.path.join(path, DIR_LOCK), os.O_CREAT | os.O_RDWR, 0o600)
+    dead: dict[str, int] = {}
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        dead = _dead_processes(path)
-        try:
-            for kind in SUMMED_TYPES:
-                _fold(path, kind, [pid for pid, _ in dead])
-        finally:
-            for pid, lock_fd in dead:
-                os.unlink(os.path.join(path, f"alive_{pid}.lock"))
-                os.close(lock_fd)
+        _find_dead_processes(path, dead)
+        for kind in SUMMED_TYPES:
+            _fold(path, kind, list(dead))
+        # Only now, all folded: a fold that failed leaves the locks, to be tried again.
+        for pid in dead:
+            os.unlink(os.path.join(path, f"alive_{pid}.lock"))
         return len(dead)
     finally:
+        for lock_fd in dead.values():
+            os.close(lock_fd)
         os.close(fd)
 
 
-def _dead_processes(path: str) -> list[tuple[str, int]]:
-    dead = []
+def _find_dead_processes(path: str, dead: dict[str, int]) -> None:
+    """Fill `dead` (pid: fd holding its lock exclusively) as it goes, so that the
+    caller closes every fd whatever happens."""
     for lock_path in glob.glob(os.path.join(path, "alive_*.lock")):
         match = _ALIVE.search(lock_path)
         if match is None or match.group(1) == str(os.getpid()):
             continue
-        lock_fd = os.open(lock_path, os.O_RDWR)
+        try:
+            lock_fd = os.open(lock_path, os.O_RDONLY)
+        except OSError:  # gone since the glob, or not ours to read
+            continue
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError:
             os.close(lock_fd)  # alive
             continue
-        dead.append((match.group(1), lock_fd))
-    return dead
+        dead[match.group(1)] = lock_fd
 
 
 def _fold(path: str, kind: str, pids: list[str]) -> None:

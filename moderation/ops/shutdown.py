@@ -12,31 +12,38 @@ back or on any other.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import time
 
-# Created in the cluster's main process before it forks the sentinel and its
-# workers (django-q2 always forks on Linux), so they all share the one event.
+# One byte of shared memory, created in the cluster's main process before it
+# forks the sentinel and its workers (django-q2 always forks on Linux, and
+# forks the workers it replaces from the sentinel too). Lock-free on purpose: a
+# multiprocessing.Event has locks inside, and a worker killed while holding one
+# (or while waiting on it) would make setting the flag, in the SIGTERM handler,
+# block for ever.
 _stopping = None
 
 
 def prepare() -> None:
     global _stopping
-    _stopping = multiprocessing.get_context("fork").Event()
+    _stopping = multiprocessing.get_context("fork").RawValue(ctypes.c_bool, False)
 
 
 def request_stop() -> None:
     if _stopping is not None:
-        _stopping.set()
+        _stopping.value = True
 
 
 def stop_requested() -> bool:
-    return _stopping is not None and _stopping.is_set()
+    return _stopping is not None and _stopping.value
 
 
 def pause(seconds: float) -> None:
-    """Sleep, cut short by a stop."""
-    if _stopping is None:
-        time.sleep(seconds)
-    else:
-        _stopping.wait(seconds)
+    """Sleep, cut short (within a tenth of a second) by a stop."""
+    deadline = time.monotonic() + seconds
+    while not stop_requested():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.1))

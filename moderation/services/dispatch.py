@@ -30,7 +30,8 @@ from datetime import timedelta
 
 import requests
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db import Error as DatabaseErrors
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Count, F, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -88,12 +89,17 @@ def lease_kept(submission: Submission):
     stop = threading.Event()
     thread = threading.Thread(target=_renew_lease, args=(submission.pk, submission.attempts, stop),
                               name=f"lease-{submission.pk}", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had: the call goes on, under the claim's lease alone
+        logger.warning("lease not kept: no thread", exc_info=True, extra={"submission_id": str(submission.pk)})
+        thread = None
     try:
         yield
     finally:
         stop.set()
-        thread.join(timeout=5)
+        if thread is not None:
+            thread.join(timeout=5)
 
 
 def _renew_lease(submission_id, attempt: int, stop: threading.Event) -> None:
@@ -102,8 +108,9 @@ def _renew_lease(submission_id, attempt: int, stop: threading.Event) -> None:
             try:
                 Submission.objects.filter(pk=submission_id, status=Status.PROCESSING, attempts=attempt).update(
                     lease_until=timezone.now() + timedelta(seconds=lease_seconds()))
-            except DatabaseError:  # three more tries before the lease runs out
+            except DatabaseErrors:  # three more tries before the lease runs out
                 logger.warning("lease not renewed", exc_info=True, extra={"submission_id": str(submission_id)})
+                connections.close_all()  # the next try connects afresh (a restarted server)
     finally:
         connections.close_all()  # this thread's own connections
 
@@ -372,9 +379,19 @@ class _content:
             self.file.close()
 
 
+def _ours(submission: Submission) -> Q:
+    """The row while this claim still holds it: not completed by a callback,
+    not taken back by the sweep and claimed again (which counts an attempt),
+    not reset by an operator."""
+    return Q(status=Status.PROCESSING, attempts=submission.attempts)
+
+
+def _still_ours(submission: Submission):
+    return Submission.objects.filter(_ours(submission), pk=submission.pk)
+
+
 def _await_callback(submission: Submission, task_id: str) -> None:
-    # Conditional: if the callback already completed the row, leave it be.
-    pending = Submission.objects.filter(pk=submission.pk, status=Status.PROCESSING)
+    pending = _still_ours(submission)
     fields = dict(status=Status.AWAITING_CALLBACK, lease_until=None, error="", error_code="")
     try:
         with transaction.atomic():
@@ -389,19 +406,19 @@ def _await_callback(submission: Submission, task_id: str) -> None:
 
 
 def _refund_attempt(submission: Submission) -> None:
-    Submission.objects.filter(pk=submission.pk, attempts__gt=0).update(attempts=F("attempts") - 1)
-    submission.attempts = max(0, submission.attempts - 1)
+    if _still_ours(submission).filter(attempts__gt=0).update(attempts=F("attempts") - 1):
+        submission.attempts -= 1
 
 
 def _release(submission: Submission, status: str) -> None:
-    Submission.objects.filter(pk=submission.pk, status=Status.PROCESSING).update(status=status, lease_until=None)
+    _still_ours(submission).update(status=status, lease_until=None)
 
 
 def handle_error(submission: Submission, error: HiveError) -> Circuit:
     project = submission.project
     circuit = Circuit.UNCHANGED
     if error.permanent:
-        fail(submission, _partner_message(error), code=_code(error))
+        fail(submission, _partner_message(error), code=_code(error), only_if=_ours(submission))
         return circuit
     if not error.error_codes:
         # The service itself is unhappy (429, 5xx, network): slow the whole project down.
@@ -413,7 +430,7 @@ def handle_error(submission: Submission, error: HiveError) -> Circuit:
             _refund_attempt(submission)
     if submission.created_at < timezone.now() - timedelta(hours=settings.HIVE_GIVE_UP_HOURS):
         fail(submission, f"Hive could not take it for {settings.HIVE_GIVE_UP_HOURS} hours: "
-                         f"{_partner_message(error)}", code=_code(error))
+                         f"{_partner_message(error)}", code=_code(error), only_if=_ours(submission))
         return circuit
     if (error.download_error and submission.source == ContentSource.URL and project.url_mirror != UrlMirror.NEVER
             and not submission.media and submission.attempts >= DOWNLOAD_RETRIES_BEFORE_MIRROR):
@@ -426,7 +443,7 @@ def handle_error(submission: Submission, error: HiveError) -> Circuit:
         return circuit
     if submission.attempts >= max_attempts():
         fail(submission, f"Hive kept failing after {submission.attempts} attempts: {_partner_message(error)}",
-             code=_code(error))
+             code=_code(error), only_if=_ours(submission))
         return circuit
     when = None
     if circuit is Circuit.OPENED:
@@ -445,7 +462,8 @@ def _crashed(submission: Submission, error: Exception) -> None:
     """Our own bug, not Hive's: the partner is told so, without the exception's
     text, and an item that crashes every time is failed after the usual attempts."""
     if submission.attempts >= max_attempts():
-        fail(submission, f"{INTERNAL_ERROR}; gave up after {submission.attempts} attempts.", code="internal_error")
+        fail(submission, f"{INTERNAL_ERROR}; gave up after {submission.attempts} attempts.", code="internal_error",
+             only_if=_ours(submission))
         return
     _retry_later(submission, HiveError(f"internal error: {error!r}", permanent=False),
                  shown=f"{INTERNAL_ERROR}; it will be tried again.", code="internal_error")
@@ -454,7 +472,7 @@ def _crashed(submission: Submission, error: Exception) -> None:
 def _mirror_failed(submission: Submission, error: MirrorError) -> None:
     message = f"Neither Hive nor the portal could fetch the URL: {error}"
     if error.permanent or submission.attempts >= max_attempts():
-        fail(submission, message, code="url_fetch_failed")
+        fail(submission, message, code="url_fetch_failed", only_if=_ours(submission))
     else:
         _retry_later(submission, HiveError(message, permanent=False))
 
@@ -468,7 +486,7 @@ def _retry_later(submission: Submission, error: HiveError, delay: float | None =
         if error.retry_after:
             delay = max(delay, error.retry_after)
     when = timezone.now() + timedelta(seconds=delay)
-    moved = Submission.objects.filter(pk=submission.pk, status=Status.PROCESSING).update(
+    moved = _still_ours(submission).update(
         status=Status.QUEUED, next_attempt_at=when, lease_until=None,
         error=(shown or _partner_message(error))[:2000], error_code=code or _code(error),
     )

@@ -120,7 +120,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(rig):
     restarted = time.monotonic()
     # Nothing renews the dead worker's leases: its calls go back to the queue once
     # they lapse (the next sweep), not after django-q2's task timeout (minutes).
-    wait_for(lambda: completed(stranded) == len(stranded), timeout=LEASE_SECONDS + SWEEP_SECONDS + 30,
+    # Worst case: the leases lapse just after a sweep, and django-q2's scheduler
+    # first runs about 30 s after the cluster starts.
+    wait_for(lambda: completed(stranded) == len(stranded), timeout=LEASE_SECONDS + 2 * SWEEP_SECONDS + 30,
              interval=0.5, message="the calls the killed worker had in flight")
     stranded_after = time.monotonic() - restarted
     wait_for(lambda: completed(ids) == len(ids), timeout=300, interval=1, message="the whole batch")

@@ -9,6 +9,7 @@ import logging
 import os
 
 from django.conf import settings
+from django.db import connections
 from django_q.cluster import Cluster
 from django_q.conf import Conf
 from django_q.management.commands import qcluster
@@ -41,3 +42,5 @@ class Command(qcluster.Command):
                 async_task("moderation.tasks.sweep")
             except Exception:  # noqa: BLE001 - broker down: the scheduled sweep will do
                 logger.exception("could not queue a sweep at start")
+            finally:
+                connections.close_all()  # this process only waits from now on
