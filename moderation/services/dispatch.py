@@ -84,11 +84,11 @@ def lease_seconds() -> float:
 def lease_kept(submission: Submission):
     """Renew the claim's lease every quarter lease while the block runs, from a
     thread: the call blocks this one in a socket read. Renewal is conditional on
-    the claim (still processing, same attempt), so it never revives a row that
-    was handed on. Most calls end before the first renewal and touch nothing."""
+    the claim (`_ours`), so it never revives a row that was handed on. Most
+    calls end before the first renewal and touch nothing."""
     stop = threading.Event()
-    thread = threading.Thread(target=_renew_lease, args=(submission.pk, submission.attempts, stop),
-                              name=f"lease-{submission.pk}", daemon=True)
+    thread = threading.Thread(target=_renew_lease, args=(submission, stop), name=f"lease-{submission.pk}",
+                              daemon=True)
     try:
         thread.start()
     except RuntimeError:  # no thread to be had: the call goes on, under the claim's lease alone
@@ -102,14 +102,13 @@ def lease_kept(submission: Submission):
             thread.join(timeout=5)
 
 
-def _renew_lease(submission_id, attempt: int, stop: threading.Event) -> None:
+def _renew_lease(submission: Submission, stop: threading.Event) -> None:
     try:
         while not stop.wait(lease_seconds() / 4):
             try:
-                Submission.objects.filter(pk=submission_id, status=Status.PROCESSING, attempts=attempt).update(
-                    lease_until=timezone.now() + timedelta(seconds=lease_seconds()))
+                _still_ours(submission).update(lease_until=timezone.now() + timedelta(seconds=lease_seconds()))
             except DatabaseErrors:  # three more tries before the lease runs out
-                logger.warning("lease not renewed", exc_info=True, extra={"submission_id": str(submission_id)})
+                logger.warning("lease not renewed", exc_info=True, extra={"submission_id": str(submission.pk)})
                 connections.close_all()  # the next try connects afresh (a restarted server)
     finally:
         connections.close_all()  # this thread's own connections
@@ -250,12 +249,12 @@ def _count(rows) -> Coalesce:
 # --- Task bodies -------------------------------------------------------------
 
 def dispatch_submission(submission_id) -> None:
+    if shutdown.stop_requested():
+        return  # the cluster is stopping: the sweep dispatches it
     row = (Submission.objects.filter(pk=submission_id)
            .values_list("project_id", "status", "project__inflight_limit").first())
     if row is None or row[1] != Status.QUEUED:
         return  # gone, or a redelivered task for a row already taken
-    if shutdown.stop_requested():
-        return  # the cluster is stopping: the sweep dispatches it
     project_id, _, limit = row
     # A batch enqueues a task per item, most of them while every slot is busy.
     # Those end here without the project lock (which every claim and every
