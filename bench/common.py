@@ -86,11 +86,14 @@ class Process:
 
 
 def stop_process_group(popen: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-    try:
-        popen.send_signal(sig)
-        popen.wait(timeout=timeout)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
+    """`sig` to the main process and a wait for it (SIGKILL: none, the whole
+    group at once); then SIGKILL to whatever of the group is left."""
+    if sig != signal.SIGKILL:
+        try:
+            popen.send_signal(sig)
+            popen.wait(timeout=timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
     try:
         os.killpg(popen.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -64,17 +64,8 @@ class Stack:
         self.start(name, [sys.executable, "manage.py", "qcluster"])
 
     def kill(self, name: str, sig: int = signal.SIGTERM) -> None:
-        """SIGKILL to the whole process group; another signal to the main process
-        only, as a supervisor sends it (bench.common.stop_process_group)."""
-        process = self.processes.pop(name)
-        if sig == signal.SIGKILL:
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                pass
-            process.wait(timeout=10)
-        else:
-            stop_process_group(process, sig, timeout=20)
+        """As a supervisor stops it (bench.common.stop_process_group)."""
+        stop_process_group(self.processes.pop(name), sig, timeout=20)
 
     def stop(self) -> None:
         for name in list(self.processes):
