@@ -54,6 +54,7 @@ class Scenario:
 class Outcome:
     n: int
     accepted: int = 0
+    resent: int = 0  # requests sent again after a dropped connection
     refused: list[str] = field(default_factory=list)
     completed: int = 0
     failed: int = 0
@@ -72,7 +73,8 @@ class Outcome:
 
     def summary(self, limit: int) -> str:
         return (f"{self.accepted}/{self.n} accepted in {self.send_seconds:.1f} s "
-                f"({self.accepted / max(self.send_seconds, 1e-9):.0f}/s over 2 web processes); "
+                f"({self.accepted / max(self.send_seconds, 1e-9):.0f}/s over 2 web processes, "
+                f"{self.resent} sent again after a dropped connection); "
                 f"{self.completed} completed, {self.failed} failed in {self.total_seconds:.1f} s; "
                 f"results per submission {self.results_per_submission}; killed {self.killed} half-way; "
                 f"max in flight per project {self.max_inflight} (limit {limit}); "
@@ -150,6 +152,7 @@ def _seed(scenario: Scenario):
 
 
 _local = threading.local()
+SEND_ATTEMPTS = 3
 
 
 def _send(outcome: Outcome, indexes, web_urls: list[str], projects, api_key: str, senders: int) -> None:
@@ -161,15 +164,29 @@ def _send(outcome: Outcome, indexes, web_urls: list[str], projects, api_key: str
         if not hasattr(_local, "session"):
             _local.session = requests.Session()
             _local.session.headers["Authorization"] = f"Token {api_key}"
-        base = web_urls[i % len(web_urls)]
-        if (i // len(web_urls)) % 2 == 0:
-            response = _local.session.post(f"{base}/api/v1/projects/{images.slug}/submissions/",
-                                           files={"media": (f"{i}.png", png)}, data={"external_id": f"mp-{i}"},
-                                           timeout=60)
-        else:
-            response = _local.session.post(f"{base}/api/v1/projects/{texts.slug}/submissions/",
-                                           json={"text_data": f"message number {i}", "external_id": f"mp-{i}"},
-                                           timeout=60)
+        # As a partner's client should: a server may close an idle keep-alive
+        # connection just as the next request leaves (RFC 9112 section 9.3.1;
+        # gunicorn does after GUNICORN_KEEPALIVE seconds), and a POST is only
+        # safe to send again with the same Idempotency-Key. The retry goes to
+        # the other web process, which must answer with the same submission.
+        headers = {"Idempotency-Key": f"mp-{i}"}
+        for attempt in range(SEND_ATTEMPTS):
+            base = web_urls[(i + attempt) % len(web_urls)]
+            try:
+                if (i // len(web_urls)) % 2 == 0:
+                    response = _local.session.post(f"{base}/api/v1/projects/{images.slug}/submissions/",
+                                                   files={"media": (f"{i}.png", png)},
+                                                   data={"external_id": f"mp-{i}"}, headers=headers, timeout=60)
+                else:
+                    response = _local.session.post(f"{base}/api/v1/projects/{texts.slug}/submissions/",
+                                                   json={"text_data": f"message number {i}", "external_id": f"mp-{i}"},
+                                                   headers=headers, timeout=60)
+                break
+            except requests.ConnectionError:
+                if attempt == SEND_ATTEMPTS - 1:
+                    raise
+                with lock:
+                    outcome.resent += 1
         with lock:
             if response.status_code == 202:
                 outcome.accepted += 1

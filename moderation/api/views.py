@@ -107,7 +107,10 @@ class SubmissionCreate(APIView):
                    409: error("Idempotency-Key conflict"),
                    413: error("Too large"),
                    415: error("Media kind not accepted by the project")},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        parameters=[OpenApiParameter(
+            "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+            description="One per submission, the same on every retry: a request whose connection dropped "
+                        "before the answer can then be sent again without creating a second submission.")],
     )
     def post(self, request, slug: str):
         partner = request.user
