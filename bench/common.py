@@ -23,10 +23,19 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on now, and never one handed out before in this
+    process: another process binds it later, and two such calls must not meet."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def bench_env(workdir: Path, database_url: str | None = None, redis_url: str | None = None, **extra) -> dict:

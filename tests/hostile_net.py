@@ -57,7 +57,7 @@ class DripHandler(BaseHTTPRequestHandler):
     timeout, so only a limit on the whole exchange ends it sooner."""
 
     INTERVAL = 0.1
-    SECONDS = 3.0
+    SECONDS = 6.0
 
     def do_GET(self) -> None:
         self.drip()

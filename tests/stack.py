@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,8 @@ import requests
 from django.conf import settings
 from django.db import connection
 
-from bench.common import stop_process_group
+from bench.common import free_port, stop_process_group
 from tests.conftest import REPO
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def database_url() -> str:
@@ -102,8 +95,11 @@ def start_stack(log_dir: str, *, workers: int = 2, extra_env: dict[str, str] | N
     if os.environ.get("REDIS_URL"):
         env["REDIS_URL"] = os.environ["REDIS_URL"]
     stack = Stack(base_url=base_url, env=env)
+    # The workers' pooled connections to the mounted simulator sit idle between
+    # tests; at production's 5 s keep-alive one could be closed just as a Hive call
+    # leaves on it, and the test would see a second attempt.
     stack.start("web", [sys.executable, "-m", "gunicorn", "hiveportal.wsgi", "--bind", f"127.0.0.1:{port}",
-                        "--workers", "1", "--threads", "16", "--timeout", "120"])
+                        "--workers", "1", "--threads", "16", "--timeout", "120", "--keep-alive", "300"])
     stack.start_worker()
     _wait_until_up(stack)
     return stack

@@ -60,7 +60,7 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()  # HTTP/1.0: the body ends when the connection closes
             self.wfile.write(b"x" * 5000)
         elif path == "/slow":
-            time.sleep(1)
+            time.sleep(5)
             self.reply(200, b"late")
         else:
             self.reply(404, b"not here")
@@ -268,7 +268,7 @@ def test_it_gives_up_on_a_server_that_does_not_answer_in_time(server):
     started = time.monotonic()
     with pytest.raises(FetchError, match="timed out"):
         fetch_to_file(f"{server}/slow", io.BytesIO(), max_bytes=10_000, timeout=(1, 0.2))
-    assert time.monotonic() - started < 0.9
+    assert time.monotonic() - started < 3  # the answer takes 5 s
 
 
 def test_it_reports_a_refused_connection_as_a_fetch_error():
@@ -389,7 +389,7 @@ def test_a_server_dribbling_its_headers_is_cut_off_at_the_deadline(drip_server, 
     started = time.monotonic()
     with pytest.raises(FetchError, match="longer than 0.5 s"):
         fetch_to_file(f"{drip_server}/headers", io.BytesIO(), max_bytes=10_000)
-    assert time.monotonic() - started < 1.5  # the headers alone take 3 s
+    assert time.monotonic() - started < 3  # the headers alone take 6 s
 
 
 def test_a_server_dribbling_its_body_is_cut_off_at_the_deadline(drip_server, monkeypatch):
@@ -397,7 +397,7 @@ def test_a_server_dribbling_its_body_is_cut_off_at_the_deadline(drip_server, mon
     started = time.monotonic()
     with pytest.raises(FetchError, match="longer than 0.5 s"):
         fetch_to_file(f"{drip_server}/body", io.BytesIO(), max_bytes=10_000)
-    assert time.monotonic() - started < 1.5  # the body alone takes 3 s
+    assert time.monotonic() - started < 3  # the body alone takes 6 s
 
 
 def test_a_server_that_never_finishes_the_tls_handshake_is_cut_off_at_the_deadline(monkeypatch):
@@ -406,4 +406,4 @@ def test_a_server_that_never_finishes_the_tls_handshake_is_cut_off_at_the_deadli
         started = time.monotonic()
         with pytest.raises(FetchError, match="longer than 0.5 s"):
             fetch_to_file(f"https://127.0.0.1:{silent.getsockname()[1]}/a.png", io.BytesIO(), max_bytes=10_000)
-    assert time.monotonic() - started < 1.5  # each read of the handshake may take the 5 s connect timeout
+    assert time.monotonic() - started < 3  # each read of the handshake may take the 5 s connect timeout

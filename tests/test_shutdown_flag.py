@@ -39,5 +39,5 @@ def test_a_forked_worker_sees_the_stop_and_its_pause_ends(monkeypatch):
     started = time.monotonic()
     shutdown.request_stop()
     child.join(timeout=5)
-    assert child.exitcode == 0 and time.monotonic() - started < 2
+    assert child.exitcode == 0 and time.monotonic() - started < 10  # its pause was for 60 s
 

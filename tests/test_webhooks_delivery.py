@@ -321,7 +321,7 @@ def test_an_endpoint_that_dribbles_its_headers_is_cut_off_at_the_deadline(partne
 
     started = time.monotonic()
     webhooks.deliver(message.pk)
-    assert time.monotonic() - started < 1.5  # the headers alone take 3 s
+    assert time.monotonic() - started < 3  # the headers alone take 6 s
 
     attempt = WebhookDelivery.objects.get()
     assert (attempt.success, attempt.status_code) == (False, None)
@@ -338,7 +338,7 @@ def test_an_endpoint_that_answers_200_and_dribbles_its_body_is_delivered_at_the_
 
     started = time.monotonic()
     webhooks.deliver(message.pk)
-    assert time.monotonic() - started < 1.5  # the body alone takes 3 s
+    assert time.monotonic() - started < 3  # the body alone takes 6 s
 
     attempt = WebhookDelivery.objects.get()
     assert (attempt.success, attempt.status_code) == (True, 200)
@@ -507,12 +507,14 @@ def test_redelivery_is_a_new_manual_attempt_with_the_same_webhook_id(receiver, p
 
 def test_many_endpoints_are_served_concurrently(receiver, partner, submission, monkeypatch):
     monkeypatch.setattr(webhooks, "CONCURRENCY", 8)
+    # Senders at nice 10 on a loaded CI machine would measure the machine, not the concurrency.
+    monkeypatch.setattr(webhooks, "SEND_NICENESS", 0)
     for n in range(16):
         endpoint_for(receiver, partner, path=f"/{n}")
     receiver.script = [Reply(200, delay=0.25) for _ in range(16)]
     started = time.monotonic()
     assert webhooks.fan_out(submission.pk, notify.DECIDED, "2026-11-29T10:00:00Z") == 16
-    assert time.monotonic() - started < 16 * 0.25 / 2  # one at a time would take 4 s
+    assert time.monotonic() - started < 3.0  # one at a time would take 4 s; eight at a time, 0.5 s
     assert WebhookMessage.objects.filter(status=MessageStatus.DELIVERED).count() == 16
 
 

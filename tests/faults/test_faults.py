@@ -74,7 +74,11 @@ def rig(django_db_blocker, tmp_path):
     with django_db_blocker.unblock():
         stack = start_stack(str(tmp_path), workers=4, extra_env={**FAST, "HIVE_API_URL": f"http://127.0.0.1:{port}"})
     simulator = Simulator(stack.env, port)
-    simulator.start()
+    try:
+        simulator.start()
+    except BaseException:
+        stack.stop()  # its workers would take the next test's tasks
+        raise
     Schedule.objects.get_or_create(name="hiveportal-sweep", defaults=dict(
         func="moderation.tasks.sweep", schedule_type=Schedule.MINUTES, minutes=1, repeats=-1))
     project = Project.objects.create(slug="faults", name="Faults", endpoint_type="text", delivery="sync",

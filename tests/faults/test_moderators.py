@@ -46,7 +46,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.skipif(not ON_POSTGRES, reason=NEE
 
 ITEMS = 1000
 MODERATORS = 8
-TIME_LIMIT = 120  # seconds for the whole queue; it takes a fraction of that
+TIME_LIMIT = 300  # seconds for the whole queue; it takes 30-40 s (a correctness test, not a benchmark)
 ITEM_PATH = re.compile(r"^/portal/item/([0-9a-f-]{36})/")
 SEEN = re.compile(r'name="seen" value="([^"]+)"')
 REASONS = ["Nudity", "Violence"]
