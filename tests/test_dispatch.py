@@ -615,3 +615,36 @@ def test_an_item_waiting_through_a_day_long_outage_is_failed_saying_so(hive, pro
     item = reload(item)
     assert item.status == Status.FAILED
     assert item.error.startswith("Hive could not take it for 24 hours: ")
+
+
+@pytest.mark.django_db(transaction=True)  # record_result's block is the outermost, as in a worker
+def test_a_result_the_unique_constraint_refuses_is_a_duplicate_and_leaves_the_row_as_it_was(
+        hive, project, partner, monkeypatch):
+    """The lock and the fingerprint check normally catch a copy first; this one
+    slips past them (as a concurrent writer could), and the database refuses it."""
+    hive.add(responses.POST, SYNC, body=IMAGE_RESULT, status=200)
+    submission = submit(project, partner)
+    dispatch.dispatch_submission(submission.pk)
+    before = reload(submission)
+
+    class Blind:
+        """The results manager as a racing writer would see it: empty."""
+
+        def __get__(self, instance, owner):
+            return Result.objects.none()
+
+    monkeypatch.setattr(Submission, "results", Blind())
+    result = json.loads(IMAGE_RESULT)
+    outcome = record_result(submission.pk, raw=IMAGE_RESULT, result=result, normalised=normalise(result),
+                            source="sync")
+    # Called inside a caller's transaction, it leaves that transaction usable.
+    with transaction.atomic():
+        nested = record_result(submission.pk, raw=IMAGE_RESULT, result=result, normalised=normalise(result),
+                               source="sync")
+        still_there = Submission.objects.filter(pk=submission.pk).exists()
+    monkeypatch.undo()
+
+    assert outcome is nested is Recorded.DUPLICATE and still_there
+    assert Result.objects.filter(submission=submission).count() == 1
+    after = reload(submission)
+    assert (after.status, after.decision, after.completed_at) == (before.status, before.decision, before.completed_at)
