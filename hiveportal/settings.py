@@ -366,6 +366,10 @@ WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 30, minimum=1)
 # Hive callback receipts (the callback log) older than this are deleted hourly,
 # once processed or refused (services/retention.py).
 CALLBACK_RETENTION_DAYS = env_int("CALLBACK_RETENTION_DAYS", 30, minimum=1)
+# A stored Idempotency-Key answer is replayed for this long (Stripe keeps 24 h), then
+# deleted hourly; the submission keeps its key for good, so a repeat after that
+# still gets the same submission, or a 409 if the request differs.
+IDEMPOTENCY_RETENTION_HOURS = env_int("IDEMPOTENCY_RETENTION_HOURS", 24, minimum=1)
 # Each event is fanned out to every endpoint of the partner inside the pipeline's
 # transaction: a bound on how many there are is a bound on that transaction.
 WEBHOOK_ENDPOINTS_PER_PARTNER = env_int("WEBHOOK_ENDPOINTS_PER_PARTNER", 20, minimum=1)

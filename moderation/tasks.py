@@ -46,3 +46,7 @@ def prune_webhooks() -> int:
 
 def prune_callback_receipts() -> int:
     return retention.prune_callback_receipts()
+
+
+def prune_idempotency_records() -> int:
+    return retention.prune_idempotency_records()

@@ -342,6 +342,45 @@ def test_a_refused_request_frees_its_key(api, visual, media_samples):
     assert good.status_code == 202
 
 
+def _prune_every_answer() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from moderation.services import retention
+
+    retention.prune_idempotency_records(now=timezone.now() + timedelta(days=400))
+
+
+def test_after_its_answer_is_pruned_a_key_still_gets_its_submission_back(api, visual, media_samples):
+    from moderation.models import IdempotencyRecord
+
+    def send():
+        return post(api, "pics", {"media": upload(media_samples / "sample.png"), "external_id": "e-4",
+                                  "metadata": json.dumps({"user": 7, "tags": ["a", "b"], "score": 0.5})},
+                    HTTP_IDEMPOTENCY_KEY="k4")
+
+    first = send()
+    _prune_every_answer()
+    assert not IdempotencyRecord.objects.exists()
+    again = send()
+    assert again.status_code == 202, again.content[:300]
+    assert again.json()["id"] == first.json()["id"]
+    assert Submission.objects.count() == 1
+    assert IdempotencyRecord.objects.get(key="k4").response_status == 202  # kept with the key again
+
+
+def test_after_its_answer_is_pruned_a_key_with_another_request_is_409_and_stays_free_of_it(api, text):
+    first = post(api, "chat", {"text_data": "hello"}, fmt="json", HTTP_IDEMPOTENCY_KEY="k5")
+    _prune_every_answer()
+    for _ in range(2):  # each time: the record this request reserved is given back
+        response = post(api, "chat", {"text_data": "something else"}, fmt="json", HTTP_IDEMPOTENCY_KEY="k5")
+        assert response.status_code == 409, response.content[:300]
+        assert first.json()["id"] in response.json()["Idempotency-Key"][0]
+    assert "Retry-After" not in response
+    assert list(Submission.objects.values_list("text_data", flat=True)) == ["hello"]
+
+
 # --- reading -----------------------------------------------------------------------
 
 def test_the_list_filters_by_status_and_external_id(api, text):

@@ -6,6 +6,7 @@ import hashlib
 import json
 
 from django.core.files.uploadhandler import FileUploadHandler
+from django.db import IntegrityError
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -134,6 +135,13 @@ class SubmissionCreate(APIView):
                     return Response(replay.body, status=replay.status)
             try:
                 submission = intake.create_submission(partner, project, content, idempotency_key=key or None)
+            except IntegrityError:
+                kept = idempotency.kept_by_submission(partner, key, digest) if key else None
+                if kept is None:
+                    if key:
+                        idempotency.abandon(partner, key)
+                    raise
+                return self.accepted(partner, key, partner_submissions(partner).get(pk=kept.pk))
             except BaseException:
                 if key:
                     idempotency.abandon(partner, key)

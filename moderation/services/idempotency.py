@@ -63,6 +63,22 @@ def begin(partner: Partner, key: str, digest: str) -> Replay | None:
     return None
 
 
+def kept_by_submission(partner: Partner, key: str, digest: str) -> Submission | None:
+    """The submission that holds `key` although its record is gone (pruned after
+    IDEMPOTENCY_RETENTION_HOURS; the submission keeps its key for good): the
+    same request gets it back, another is a conflict. None if none holds it."""
+    stored = Submission.objects.filter(partner=partner, idempotency_key=key).select_related("project").first()
+    if stored is None:
+        return None
+    asked_then = fingerprint(project=stored.project.slug, sha256=stored.sha256, field=stored.source,
+                             metadata=stored.metadata, external_id=stored.external_id)
+    if asked_then != digest:
+        abandon(partner, key)
+        raise KeyConflict(f"This Idempotency-Key was used with a different request "
+                          f"(submission {stored.pk}, {stored.created_at:%Y-%m-%d}).", in_flight=False)
+    return stored
+
+
 def complete(partner: Partner, key: str, status: int, body: dict) -> None:
     IdempotencyRecord.objects.filter(partner=partner, key=key).update(response_status=status, response_body=body)
 

@@ -1,4 +1,5 @@
-"""How long partner webhook history and Hive's callback receipts are kept.
+"""How long partner webhook history, Hive's callback receipts and stored
+Idempotency-Key answers are kept.
 
 Every event a partner subscribes to leaves an event row (its body), one message
 per endpoint and one row per delivery attempt: millions a month on a busy
@@ -20,6 +21,7 @@ from django.utils import timezone
 
 from moderation.models import (
     CallbackReceipt,
+    IdempotencyRecord,
     MessageStatus,
     ReceiptOutcome,
     WebhookDelivery,
@@ -58,6 +60,16 @@ def prune_callback_receipts(now: datetime | None = None, batch: int = PRUNE_BATC
     expired = (CallbackReceipt.objects.filter(received_at__lt=cutoff)
                .exclude(outcome=ReceiptOutcome.PENDING).order_by("received_at"))
     return _delete_in_batches(expired, lambda ids: CallbackReceipt.objects.filter(pk__in=ids).delete(), batch)
+
+
+def prune_idempotency_records(now: datetime | None = None, batch: int = PRUNE_BATCH) -> int:
+    """Delete Idempotency-Key records older than IDEMPOTENCY_RETENTION_HOURS: each
+    holds a whole 202 body, one per keyed submission. One still in flight that old
+    died with its process. The submission keeps its key (services/idempotency.py
+    answers a late repeat from it). Returns how many went."""
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.IDEMPOTENCY_RETENTION_HOURS)
+    expired = IdempotencyRecord.objects.filter(created_at__lt=cutoff).order_by("created_at")
+    return _delete_in_batches(expired, lambda ids: IdempotencyRecord.objects.filter(pk__in=ids).delete(), batch)
 
 
 def _delete_in_batches(expired: QuerySet, delete: Callable[[list], object], batch: int) -> int:
