@@ -181,12 +181,16 @@ def _send(outcome: Outcome, indexes, web_urls: list[str], projects, api_key: str
                     response = _local.session.post(f"{base}/api/v1/projects/{texts.slug}/submissions/",
                                                    json={"text_data": f"message number {i}", "external_id": f"mp-{i}"},
                                                    headers=headers, timeout=60)
-                break
             except requests.ConnectionError:
                 if attempt == SEND_ATTEMPTS - 1:
                     raise
-                with lock:
-                    outcome.resent += 1
+            else:
+                # 409 with Retry-After: the dropped try did arrive and is still being stored.
+                if not (response.status_code == 409 and "Retry-After" in response.headers):
+                    break
+                time.sleep(float(response.headers["Retry-After"]))
+            with lock:
+                outcome.resent += 1
         with lock:
             if response.status_code == 202:
                 outcome.accepted += 1

@@ -357,7 +357,9 @@ def test_after_its_answer_is_pruned_a_key_still_gets_its_submission_back(api, vi
 
     def send():
         return post(api, "pics", {"media": upload(media_samples / "sample.png"), "external_id": "e-4",
-                                  "metadata": json.dumps({"user": 7, "tags": ["a", "b"], "score": 0.5})},
+                                  # 1e16 and -0.0 come back from PostgreSQL's jsonb as 10000000000000000 and 0.0
+                                  "metadata": json.dumps({"user": 7, "tags": ["a", "b"], "score": 0.5,
+                                                          "ts": 1e16, "zero": -0.0})},
                     HTTP_IDEMPOTENCY_KEY="k4")
 
     first = send()
@@ -368,6 +370,38 @@ def test_after_its_answer_is_pruned_a_key_still_gets_its_submission_back(api, vi
     assert again.json()["id"] == first.json()["id"]
     assert Submission.objects.count() == 1
     assert IdempotencyRecord.objects.get(key="k4").response_status == 202  # kept with the key again
+
+
+def test_after_its_answer_is_pruned_a_mirrored_url_still_gets_its_submission_back(api, visual):
+    first = post(api, "pics", {"url": "https://a.example/x.jpg"}, fmt="json", HTTP_IDEMPOTENCY_KEY="k6")
+    # Mirroring stored the file and its digest in place of the URL's.
+    Submission.objects.filter(pk=first.json()["id"]).update(sha256="f" * 64)
+    _prune_every_answer()
+    again = post(api, "pics", {"url": "https://a.example/x.jpg"}, fmt="json", HTTP_IDEMPOTENCY_KEY="k6")
+    assert again.status_code == 202, again.content[:300]
+    assert again.json()["id"] == first.json()["id"]
+
+
+def test_a_key_whose_record_is_pruned_between_two_statements_is_reserved_again(partner, monkeypatch):
+    from django.db import IntegrityError
+
+    from moderation.models import IdempotencyRecord
+    from moderation.services import idempotency
+
+    real_create = IdempotencyRecord.objects.create
+    calls = []
+
+    def create(**fields):
+        calls.append(fields["key"])
+        if len(calls) == 1:  # the record existed at the INSERT and was pruned before the SELECT
+            raise IntegrityError("duplicate key value violates unique constraint")
+        return real_create(**fields)
+
+    monkeypatch.setattr(IdempotencyRecord.objects, "create", create)
+    assert idempotency.begin(partner, "k7", "d" * 64) is None
+    monkeypatch.undo()
+    assert calls == ["k7", "k7"]
+    assert IdempotencyRecord.objects.get(key="k7").fingerprint == "d" * 64
 
 
 def test_after_its_answer_is_pruned_a_key_with_another_request_is_409_and_stays_free_of_it(api, text):

@@ -36,8 +36,7 @@ def test_a_forked_worker_sees_the_stop_and_its_pause_ends(monkeypatch):
     child = multiprocessing.get_context("fork").Process(target=shutdown.pause, args=(60,))
     child.start()
     time.sleep(0.3)
-    started = time.monotonic()
     shutdown.request_stop()
     child.join(timeout=5)
-    assert child.exitcode == 0 and time.monotonic() - started < 10  # its pause was for 60 s
+    assert child.exitcode == 0  # it ended within the 5 s joined for; its pause was for 60 s
 

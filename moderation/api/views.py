@@ -134,15 +134,16 @@ class SubmissionCreate(APIView):
                 if replay is not None:
                     return Response(replay.body, status=replay.status)
             try:
-                submission = intake.create_submission(partner, project, content, idempotency_key=key or None)
-            except IntegrityError:
-                kept = idempotency.kept_by_submission(partner, key, digest) if key else None
-                if kept is None:
-                    if key:
-                        idempotency.abandon(partner, key)
-                    raise
-                return self.accepted(partner, key, partner_submissions(partner).get(pk=kept.pk))
-            except BaseException:
+                try:
+                    submission = intake.create_submission(partner, project, content, idempotency_key=key or None,
+                                                          idempotency_fingerprint=digest if key else "")
+                except IntegrityError:
+                    # A repeat whose stored answer was pruned: its submission holds the key.
+                    kept = idempotency.kept_by_submission(partner, key, digest) if key else None
+                    if kept is None:
+                        raise
+                    return self.accepted(partner, key, partner_submissions(partner).get(pk=kept.pk))
+            except BaseException:  # the key's reservation is given back, whatever went wrong
                 if key:
                     idempotency.abandon(partner, key)
                 raise

@@ -51,6 +51,9 @@ class Submission(models.Model):
     partner = models.ForeignKey("moderation.Partner", on_delete=models.PROTECT, related_name="submissions")
     external_id = models.CharField(max_length=255, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # What was asked with the key (services/idempotency.fingerprint): kept with it,
+    # so a repeat after the key's stored answer is pruned is judged exactly.
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
 
     # Content: exactly one of media / url / text_data.

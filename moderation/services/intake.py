@@ -234,11 +234,13 @@ def digest(content: SubmissionInput) -> str:
 
 
 def create_submission(
-    partner: Partner, project: Project, content: SubmissionInput, *, idempotency_key: str | None = None
+    partner: Partner, project: Project, content: SubmissionInput, *, idempotency_key: str | None = None,
+    idempotency_fingerprint: str = "",
 ) -> Submission:
     submission = Submission(
         id=uuid.uuid4(), project=project, partner=partner, external_id=content.external_id,
-        idempotency_key=idempotency_key, metadata=content.metadata, source=content.content_field,
+        idempotency_key=idempotency_key, idempotency_fingerprint=idempotency_fingerprint,
+        metadata=content.metadata, source=content.content_field,
         sha256=digest(content),
     )
     if content.media is not None:
