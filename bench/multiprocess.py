@@ -171,6 +171,9 @@ def _send(outcome: Outcome, indexes, web_urls: list[str], projects, api_key: str
         # the other web process, which must answer with the same submission.
         headers = {"Idempotency-Key": f"mp-{i}"}
         for attempt in range(SEND_ATTEMPTS):
+            if attempt:
+                with lock:
+                    outcome.resent += 1
             base = web_urls[(i + attempt) % len(web_urls)]
             try:
                 if (i // len(web_urls)) % 2 == 0:
@@ -184,13 +187,11 @@ def _send(outcome: Outcome, indexes, web_urls: list[str], projects, api_key: str
             except requests.ConnectionError:
                 if attempt == SEND_ATTEMPTS - 1:
                     raise
-            else:
-                # 409 with Retry-After: the dropped try did arrive and is still being stored.
-                if not (response.status_code == 409 and "Retry-After" in response.headers):
-                    break
-                time.sleep(float(response.headers["Retry-After"]))
-            with lock:
-                outcome.resent += 1
+                continue
+            # 409 with Retry-After: the dropped try did arrive and is still being stored.
+            if not (response.status_code == 409 and "Retry-After" in response.headers):
+                break
+            time.sleep(float(response.headers["Retry-After"]))
         with lock:
             if response.status_code == 202:
                 outcome.accepted += 1
